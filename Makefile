@@ -1,0 +1,48 @@
+# eventcap — every target installs what it needs first, idempotently.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1
+DEMO_OUT ?= demo_out
+
+.PHONY: install apt demo test test-fast lint bench clean
+
+install: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PY) >/dev/null || PY=python3; \
+	[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	$(BIN)/pip install -q -r requirements.txt
+	# These packages declare heavy or broken dependencies (TensorFlow, webrtcvad source build): no-deps.
+	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4 basic-pitch==0.4.0
+	$(BIN)/pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-*; touch $@
+
+demo: install
+	$(BIN)/python -m jobs.demo --output $(DEMO_OUT)
+
+test: install
+	HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 $(BIN)/python -m pytest -q tests
+
+test-fast: install
+	HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 $(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,11 @@
+"""General-audio branch: sound events with onset/offset, scene, sound caption."""
+
+from __future__ import annotations
+
+from annotators.base import BranchAnnotator
+from schemas.general_config import GeneralConfig
+
+
+def build_sound_event_annotator(cfg: GeneralConfig) -> BranchAnnotator | None:
+    """The sound-event annotator for this config, or None to pass rows through unannotated."""
+    return None

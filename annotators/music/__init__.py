@@ -1,0 +1,11 @@
+"""Music branch: tempo and beats, key, loudness, tags, music caption."""
+
+from __future__ import annotations
+
+from annotators.base import BranchAnnotator
+from schemas.music_config import MusicConfig
+
+
+def build_music_annotator(cfg: MusicConfig) -> BranchAnnotator | None:
+    """The music annotator for this config, or None to pass rows through unannotated."""
+    return None

@@ -1,0 +1,11 @@
+"""Speech branch: ASR, speaker turns, paralinguistics, speech caption."""
+
+from __future__ import annotations
+
+from annotators.base import BranchAnnotator
+from schemas.speech_config import SpeechConfig
+
+
+def build_speech_annotator(cfg: SpeechConfig) -> BranchAnnotator | None:
+    """The speech annotator for this config, or None to pass rows through unannotated."""
+    return None

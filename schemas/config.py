@@ -1,0 +1,169 @@
+"""The job configuration: one pydantic model, loaded from YAML plus `--set a.b=c` overrides.
+
+Unknown keys are errors (a typo must not silently fall back to a default) and every error names its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.general_config import GeneralConfig
+from schemas.music_config import MusicConfig
+from schemas.resources import ActorResources
+from schemas.speech_config import SpeechConfig
+from schemas.version import SCHEMA_VERSION
+
+
+class ConfigError(ValueError):
+    """A bad job configuration; the message names each bad key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestConfig(_Section):
+    sample_rate: int = Field(16000, description="decode target; the models expect 16 kHz")
+    extensions: list[str] = Field(
+        default_factory=lambda: ["wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff", "aif", "webm", "mp4"],
+        description="file extensions picked up when listing directories",
+    )
+    window_s: float = Field(600.0, gt=10, description="longer sources are decoded and segmented in windows")
+    max_file_bytes: int = Field(20 * 1024**3, gt=0, description="larger files are quarantined unread")
+    min_source_s: float = Field(0.2, ge=0, description="shorter sources are quarantined as too short")
+    read_parallelism: int | None = Field(None, ge=1, description="blocks of the source list; None = auto")
+
+
+class SegmenterConfig(_Section):
+    min_segment_s: float = Field(2.0, gt=0)
+    max_segment_s: float = Field(30.0, gt=0)
+    hop_s: float = Field(0.02, gt=0, le=0.1, description="frame hop of the evidence curves")
+    silence_db: float = Field(-50.0, description="absolute frame level (dBFS) under which a frame is silent")
+    silence_rel_db: float = Field(35.0, gt=0, description="or this far under the source's loud level")
+    min_pause_s: float = Field(0.12, ge=0, description="a gap shorter than this is not a pause")
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    use_vad: bool = True
+    use_yamnet: bool = True
+    class_change_min_s: float = Field(1.5, gt=0, description="a sound class must hold this long on each side")
+    novelty_weight: float = Field(1.0, ge=0)
+    edge_pad_s: float = Field(0.05, ge=0, description="kept around the trimmed content")
+    resources: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5, batch_size=1))
+
+    @model_validator(mode="after")
+    def _lengths(self) -> SegmenterConfig:
+        if self.min_segment_s >= self.max_segment_s:
+            raise ValueError(
+                f"min_segment_s ({self.min_segment_s}) must be smaller than max_segment_s ({self.max_segment_s})"
+            )
+        return self
+
+
+class RouterConfig(_Section):
+    speech_threshold: float = Field(0.15, ge=0, le=1, description="speech share that routes to `speech`")
+    music_threshold: float = Field(0.25, ge=0, le=1, description="music share that routes to `music`")
+    general_threshold: float = Field(0.25, ge=0, le=1, description="other-sound share that routes to `general`")
+
+
+class CaptionConfig(_Section):
+    merger: Literal["template", "llm"] = "template"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key_env: str = "OPENAI_API_KEY"
+
+
+class ShardConfig(_Section):
+    target_shard_mb: float = Field(256.0, gt=0, description="a shard is closed once it reaches this size")
+    audio_format: Literal["flac"] = "flac"
+
+
+class JobConfig(_Section):
+    """Everything a corpus-annotation job needs besides its inputs and output."""
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    music: MusicConfig = Field(default_factory=MusicConfig)
+    general: GeneralConfig = Field(default_factory=GeneralConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    shards: ShardConfig = Field(default_factory=ShardConfig)
+    ray_address: str | None = Field(None, description="None = start or join a local Ray instance")
+    schema_version: str = SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ hashes
+    def config_hash(self) -> str:
+        """Hash of everything that changes the output (placement and addresses excluded)."""
+        return _hash(_strip_placement(self.model_dump(mode="json")))
+
+    def segmentation_hash(self) -> str:
+        """Hash of what decides where segments start and end; part of every segment key."""
+        seg = _strip_placement(self.segmenter.model_dump(mode="json"))
+        return _hash({"sample_rate": self.ingest.sample_rate, "window_s": self.ingest.window_s, "segmenter": seg})
+
+
+def _strip_placement(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _strip_placement(v) for k, v in d.items() if k not in ("resources", "ray_address")}
+    return d
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{p}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """Parse `a.b=value` strings; values are read as YAML scalars (20 -> int, true -> bool, [a,b] -> list)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. segmenter.max_segment_s=20")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), yaml.safe_load(v) if v.strip() else None))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobConfig:
+    """Load a JobConfig from YAML (or defaults) and apply overrides; raise ConfigError naming bad keys."""
+    tree: dict = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {path}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        tree = loaded or {}
+    for k, v in parse_overrides(overrides or []):
+        _set_dotted(tree, k, v)
+    return config_from_dict(tree)
+
+
+def config_from_dict(tree: dict) -> JobConfig:
+    try:
+        return JobConfig.model_validate(tree)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {loc}: {msg}")
+        raise ConfigError("invalid job config:\n" + "\n".join(lines)) from None
