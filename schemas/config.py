@@ -47,10 +47,13 @@ class SegmenterConfig(_Section):
     silence_db: float = Field(-50.0, description="absolute frame level (dBFS) under which a frame is silent")
     silence_rel_db: float = Field(35.0, gt=0, description="or this far under the source's loud level")
     min_pause_s: float = Field(0.12, ge=0, description="a gap shorter than this is not a pause")
+    split_silence_s: float = Field(1.0, gt=0, description="silence this long always separates segments")
+    pause_margin_db: float = Field(6.0, ge=0, description="a pause may sit this far above the noise floor")
+    segment_penalty: float = Field(1.2, ge=0, description="cost of one more cut; weaker boundaries are skipped")
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     use_vad: bool = True
     use_yamnet: bool = True
-    class_change_min_s: float = Field(1.5, gt=0, description="a sound class must hold this long on each side")
+    class_change_min_s: float = Field(1.0, gt=0, description="a sound class must hold this long on each side")
     novelty_weight: float = Field(1.0, ge=0)
     edge_pad_s: float = Field(0.05, ge=0, description="kept around the trimmed content")
     resources: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5, batch_size=1))
@@ -71,10 +74,7 @@ class RouterConfig(_Section):
 
 
 class CaptionConfig(_Section):
-    merger: Literal["template", "llm"] = "template"
-    llm_base_url: str | None = None
-    llm_model: str | None = None
-    llm_api_key_env: str = "OPENAI_API_KEY"
+    merger: Literal["template"] = Field("template", description="the deterministic template merger")
 
 
 class ShardConfig(_Section):

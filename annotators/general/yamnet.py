@@ -103,11 +103,12 @@ class YamNet:
 
 
 def group_scores(scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame coarse scores from (T, 521) posteriors: speech, music, other (max over each group)."""
+    """Per-frame coarse scores from (T, 521) posteriors: speech, singing, music, other, silence (group max)."""
     other_mask = np.ones(N_CLASSES, bool)
     other_mask[list(SPEECH_INDICES) + list(MUSIC_INDICES) + [SILENCE_INDEX]] = False
     return {
         "speech": scores[:, list(SPEECH_INDICES)].max(axis=1),
+        "singing": scores[:, list(SINGING_INDICES)].max(axis=1),
         "music": scores[:, list(MUSIC_INDICES)].max(axis=1),
         "other": scores[:, other_mask].max(axis=1),
         "silence": scores[:, SILENCE_INDEX],

@@ -1,0 +1,126 @@
+"""Run the annotate job: list inputs, resume from committed shards, execute the plan, write the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
+
+from pipeline.plan import build_plan
+from schemas.config import JobConfig
+from schemas.version import SCHEMA_VERSION
+from stages.ingest import filesystem_for, list_sources
+from stages.shard_writer import ShardCounter, ShardWriter, clean_uncommitted, committed_shards, next_shard_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobResult:
+    output: str
+    report: dict
+
+    @property
+    def segments(self) -> int:
+        return self.report["segments"]["written"]
+
+    @property
+    def quarantined(self) -> int:
+        return self.report["quarantined"]["count"]
+
+
+def init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    ray.init(address=address, log_to_driver=False, include_dashboard=False if address is None else None,
+             logging_level=logging.WARNING)
+
+
+def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False) -> JobResult:
+    """Annotate `inputs` into `output`. Safe to re-run: committed segments are skipped, nothing duplicates."""
+    t0 = time.time()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    output = output.rstrip("/")
+    fs, root = filesystem_for(output)
+    fs.create_dir(root, recursive=True)
+
+    sources = list_sources(inputs, cfg.ingest.extensions)
+    removed = clean_uncommitted(output)
+    done = committed_shards(output)
+    skip_keys = frozenset(k for keys in done.values() for k in keys)
+    previously_quarantined = _quarantined_sources(output)
+    todo = [s for s in sources if s["uri"] not in previously_quarantined]
+
+    init_ray(cfg.ray_address)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+
+    counter = ShardCounter.remote(next_shard_index(output))
+    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter)
+    if todo:
+        ds = build_plan(cfg, todo, skip_keys)
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+    ray.kill(counter)
+
+    results = sink.results
+    wall = time.time() - t0
+    stages: dict[str, dict] = {}
+    for r in results:
+        for stage, s in r["stats"].items():
+            cur = stages.setdefault(stage, {"rows": 0, "seconds": 0.0})
+            cur["rows"] += s["rows"]
+            cur["seconds"] = round(cur["seconds"] + s["seconds"], 3)
+    audio_s = sum(r["audio_s"] for r in results)
+    by_error = Counter()
+    for q in _read_quarantine(output):
+        by_error[q["error"]] += 1
+    report = {
+        "job": {"inputs": inputs, "output": output, "config_hash": cfg.config_hash(),
+                "segmentation_hash": cfg.segmentation_hash(), "schema_version": SCHEMA_VERSION,
+                "started": started, "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                "wall_s": round(wall, 2)},
+        "sources": {"listed": len(sources), "processed": len(todo),
+                    "skipped_already_quarantined": len(sources) - len(todo)},
+        "segments": {"written": sum(r["segments"] for r in results), "skipped_already_committed": len(skip_keys),
+                     "audio_s": round(audio_s, 2), "by_route": dict(sum((Counter(r["routes"]) for r in results),
+                                                                         Counter()))},
+        "quarantined": {"count": sum(r["quarantined"] for r in results), "total_in_output": sum(by_error.values()),
+                        "by_error": dict(by_error)},
+        "shards": {"written": sorted(s for r in results for s in r["shards"]),
+                   "total_committed": len(committed_shards(output))},
+        "stages": stages,
+        "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None},
+        "cleaned_uncommitted_files": removed,
+        "config": cfg.model_dump(mode="json"),
+    }
+    with fs.open_output_stream(f"{root}/report.json") as f:
+        f.write(json.dumps(report, indent=2).encode())
+    return JobResult(output, report)
+
+
+def _read_quarantine(output: str) -> list[dict]:
+    """Quarantine rows of the output, de-duplicated by (source, stage, error, key) across resumed runs."""
+    fs, root = filesystem_for(output)
+    sel = pafs.FileSelector(f"{root}/quarantine", allow_not_found=True)
+    seen, rows = set(), []
+    for fi in fs.get_file_info(sel):
+        if fi.type == pafs.FileType.File and fi.base_name.endswith(".parquet") and not fi.base_name.startswith("."):
+            for q in pq.read_table(fi.path, filesystem=fs).to_pylist():
+                ident = (q["source_uri"], q["stage"], q["error"], q["key"])
+                if ident not in seen:
+                    seen.add(ident)
+                    rows.append(q)
+    return rows
+
+
+def _quarantined_sources(output: str) -> set[str]:
+    """Sources rejected as a whole by an earlier run (not re-read on resume)."""
+    return {q["source_uri"] for q in _read_quarantine(output) if q["key"] is None and q["stage"] == "ingest"}

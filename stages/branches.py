@@ -1,0 +1,92 @@
+"""SpeechAnnotator, MusicAnnotator, SoundEventAnnotator: Ray actor stages around the Ray-free annotators.
+
+Each annotates only the segment rows routed to its branch and passes every other row through. The model
+code lives in `annotators/<branch>/`; its factory decides what runs (None = pass-through), so filling a
+branch never changes `pipeline/`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annotators.base import BranchInput
+from schemas.config import JobConfig
+from stages.rows import add_stats, audio_of, evidence_of, quarantine, segment_of, timed, to_batch, to_rows
+
+
+class BranchStage:
+    branch: str = ""  # route label this stage serves
+    field: str = ""  # SegmentAnnotation field that receives the result
+    caption_field: str = ""  # SegmentAnnotation field that receives the branch caption
+
+    def __init__(self, cfg: dict, num_threads: int = 1):
+        import torch
+
+        torch.set_num_threads(max(1, num_threads))
+        self.cfg = JobConfig.model_validate(cfg)
+        self.annotator = self.build(self.cfg)
+        self.models = self.annotator.models() if self.annotator is not None else {}
+
+    def build(self, cfg: JobConfig):
+        raise NotImplementedError
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = to_rows(batch)
+        todo = [i for i, r in enumerate(rows) if r["kind"] == "segment" and self.branch in segment_of(r).routes]
+        if self.annotator is None or not todo:
+            return to_batch(rows)
+        segs = {i: segment_of(rows[i]) for i in todo}
+        items = [BranchInput(audio_of(rows[i]), segs[i].sample_rate, segs[i], evidence_of(rows[i])) for i in todo]
+        with timed() as t:
+            try:
+                results = self.annotator.annotate(items)
+                errors = {}
+            except Exception:  # noqa: BLE001 - retry one by one so one bad segment cannot sink the batch
+                results, errors = [], {}
+                for i, item in zip(todo, items, strict=True):
+                    try:
+                        results.extend(self.annotator.annotate([item]))
+                    except Exception as e:  # noqa: BLE001
+                        results.append(None)
+                        errors[i] = e
+        per_row = t() / len(todo)
+        for i, res in zip(todo, results, strict=True):
+            seg = segs[i]
+            if i in errors:
+                e = errors[i]
+                rows[i] = quarantine(seg.source_uri, self.branch, type(e).__name__, str(e),
+                                     sha256=seg.source_sha256, key=seg.key, stats=rows[i]["stats"])
+                continue
+            setattr(seg, self.field, res)
+            setattr(seg, self.caption_field, res.caption or None)
+            seg.models.update(self.models)
+            rows[i]["payload"] = seg.model_dump_json()
+            add_stats(rows[i], self.branch, per_row)
+        return to_batch(rows)
+
+
+class SpeechAnnotator(BranchStage):
+    branch, field, caption_field = "speech", "speech", "speech_caption"
+
+    def build(self, cfg: JobConfig):
+        from annotators.speech import build_speech_annotator
+
+        return build_speech_annotator(cfg.speech) if cfg.speech.enabled else None
+
+
+class MusicAnnotator(BranchStage):
+    branch, field, caption_field = "music", "music", "music_caption"
+
+    def build(self, cfg: JobConfig):
+        from annotators.music import build_music_annotator
+
+        return build_music_annotator(cfg.music) if cfg.music.enabled else None
+
+
+class SoundEventAnnotator(BranchStage):
+    branch, field, caption_field = "general", "sound", "sound_caption"
+
+    def build(self, cfg: JobConfig):
+        from annotators.general import build_sound_event_annotator
+
+        return build_sound_event_annotator(cfg.general) if cfg.general.enabled else None

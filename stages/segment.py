@@ -1,0 +1,110 @@
+"""EventSegmenter: decode each source in windows and cut it into event-preserving segments (Ray actor)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import numpy as np
+
+from annotators.segmentation import EventSegmenterCore, EvidenceModels
+from schemas.annotation import ModelInfo, SegmentAnnotation
+from schemas.config import JobConfig
+from schemas.keys import segment_key
+from stages.ingest import IngestError, SourceInfo, decode_stream
+from stages.rows import add_stats, audio_bytes, evidence_bytes, quarantine, row, timed, to_batch, to_rows
+
+STAGE = "segment"
+
+
+class EventSegmenter:
+    """Actor stage: source rows -> segment rows (audio + evidence + SegmentAnnotation skeleton).
+
+    Loads Silero VAD and YAMNet once per actor. Yields a batch every `flush_every` segments, so a long
+    source streams through without its segments piling up in one block. Keys already committed by an
+    earlier run (`skip_keys`) are dropped here, before any expensive stage.
+    """
+
+    flush_every = 16
+
+    def __init__(self, cfg: dict, skip_keys: frozenset[str] | None = None, num_threads: int = 1):
+        from annotators.general.yamnet import YamNet
+        from annotators.speech.vad import SileroVad
+
+        self.cfg = JobConfig.model_validate(cfg)
+        seg_cfg = self.cfg.segmenter
+        vad = SileroVad(num_threads) if seg_cfg.use_vad else None
+        yam = YamNet(num_threads=num_threads) if seg_cfg.use_yamnet else None
+        self.core = EventSegmenterCore(seg_cfg, EvidenceModels(vad, yam), self.cfg.ingest.sample_rate,
+                                       self.cfg.ingest.window_s)
+        self.models = {}
+        if vad is not None:
+            self.models["vad"] = ModelInfo(name=vad.name, version=vad.version)
+        if yam is not None:
+            self.models["sound_classes"] = ModelInfo(name=yam.name, version="audioset-521")
+        self.seg_hash = self.cfg.segmentation_hash()
+        self.config_hash = self.cfg.config_hash()
+        self.skip_keys = skip_keys or frozenset()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        pending: list[dict] = []
+        for r in to_rows(batch):
+            if r["kind"] != "source":
+                pending.append(r)
+                continue
+            for new in self._segment_source(SourceInfo(**json.loads(r["payload"]))):
+                pending.append(new)
+                if len(pending) >= self.flush_every:
+                    yield to_batch(pending)
+                    pending = []
+        if pending:
+            yield to_batch(pending)
+
+    def _segment_source(self, src: SourceInfo) -> Iterator[dict]:
+        sr = self.cfg.ingest.sample_rate
+        total = 0
+
+        def counted(blocks):
+            nonlocal total
+            for b in blocks:
+                total += b.shape[0]
+                yield b
+
+        emitted = skipped = 0
+        try:
+            with timed() as t:
+                segments = self.core.segments(counted(decode_stream(src, sr)))
+                for s in segments:
+                    if total < self.cfg.ingest.min_source_s * sr:
+                        break  # the whole source is shorter (it fits one window, so `total` is final): below
+                    key = segment_key(src.sha256, s.start_sample, s.end_sample, self.seg_hash)
+                    if key in self.skip_keys:
+                        skipped += 1
+                        continue
+                    ann = SegmentAnnotation(
+                        key=key, source_uri=src.uri, source_sha256=src.sha256, sample_rate=sr,
+                        start_sample=s.start_sample, end_sample=s.end_sample, start_s=s.start_sample / sr,
+                        end_s=s.end_sample / sr, duration_s=(s.end_sample - s.start_sample) / sr,
+                        cut_reasons=s.cut_reasons, routes=[], speech_share=s.speech_share,
+                        music_share=s.music_share, other_share=s.other_share, top_classes=s.top_classes,
+                        models=dict(self.models), config_hash=self.config_hash,
+                    )
+                    new = row("segment", ann.model_dump_json(), key=key, audio=audio_bytes(s.audio),
+                              evidence=evidence_bytes(s.evidence))
+                    add_stats(new, STAGE, t() / max(1, emitted + 1))
+                    emitted += 1
+                    yield new
+        except IngestError as e:
+            yield quarantine(src.uri, "decode", e.error, e.message + f" (after {total / sr:.1f} s of audio)",
+                             sha256=src.sha256)
+            return
+        except Exception as e:  # noqa: BLE001 - bad input never crashes the job
+            yield quarantine(src.uri, STAGE, type(e).__name__, str(e), sha256=src.sha256)
+            return
+        if total < self.cfg.ingest.min_source_s * sr:
+            yield quarantine(src.uri, STAGE, "TooShort",
+                             f"{total / sr:.3f} s of audio, under ingest.min_source_s={self.cfg.ingest.min_source_s}",
+                             sha256=src.sha256)
+        elif emitted == 0 and skipped == 0:
+            yield quarantine(src.uri, STAGE, "AllSilence", f"no audible content in {total / sr:.1f} s of audio",
+                             sha256=src.sha256)
