@@ -180,4 +180,5 @@ def load_whisper_encoder(encoder: AudioEncoder, path: str | Path) -> list[str]:
         raise ValueError(f"checkpoint tensors with no place in this encoder: {unexpected[:5]}")
     if not mapped:
         raise ValueError(f"no Whisper encoder tensors found in {path}")
-    return missing
+    params = dict(encoder.named_parameters())
+    return [m for m in missing if m in params]
