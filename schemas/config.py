@@ -53,7 +53,7 @@ class SegmenterConfig(_Section):
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     use_vad: bool = True
     use_yamnet: bool = True
-    class_change_min_s: float = Field(1.0, gt=0, description="a sound class must hold this long on each side")
+    class_change_min_s: float = Field(2.0, gt=0, description="a sound class must hold this long on each side")
     novelty_weight: float = Field(1.0, ge=0)
     edge_pad_s: float = Field(0.05, ge=0, description="kept around the trimmed content")
     resources: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5, batch_size=1))

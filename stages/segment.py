@@ -17,6 +17,15 @@ from stages.rows import add_stats, audio_bytes, evidence_bytes, quarantine, row,
 STAGE = "segment"
 
 
+def _merge_stats(a: str, b: str) -> str:
+    out = json.loads(a or "{}")
+    for stage, s in json.loads(b or "{}").items():
+        cur = out.setdefault(stage, {"rows": 0, "seconds": 0.0})
+        cur["rows"] += s["rows"]
+        cur["seconds"] += s["seconds"]
+    return json.dumps(out)
+
+
 class EventSegmenter:
     """Actor stage: source rows -> segment rows (audio + evidence + SegmentAnnotation skeleton).
 
@@ -52,7 +61,9 @@ class EventSegmenter:
             if r["kind"] != "source":
                 pending.append(r)
                 continue
-            for new in self._segment_source(SourceInfo(**json.loads(r["payload"]))):
+            for n, new in enumerate(self._segment_source(SourceInfo(**json.loads(r["payload"])))):
+                if n == 0:  # the source's own stats (ingest) travel on with its first output row
+                    new["stats"] = _merge_stats(r["stats"], new["stats"])
                 pending.append(new)
                 if len(pending) >= self.flush_every:
                     yield to_batch(pending)

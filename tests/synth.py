@@ -90,7 +90,8 @@ def layout(parts: list[tuple[str, np.ndarray, float, str]], lead_s: float = 0.5,
     events = []
     pos = int(lead_s * SR)
     for kind, audio, gap, text in parts:
-        events.append(Event(kind, pos / SR, (pos + len(audio)) / SR, text))
+        on = np.flatnonzero(np.abs(audio) > 1e-3)  # the event is where the part is audible
+        events.append(Event(kind, (pos + on[0]) / SR, (pos + on[-1] + 1) / SR, text))
         out += [audio, np.zeros(int(gap * SR), np.float32)]
         pos += len(audio) + int(gap * SR)
     out.append(np.zeros(int(tail_s * SR), np.float32))

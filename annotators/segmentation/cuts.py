@@ -95,9 +95,9 @@ def _candidates(ev: FrameEvidence, lv: Levels, a: int, b: int, cfg: SegmenterCon
         strength = 1.5 * min(d, 2.0) + (0.3 if lv.silent[s:e].all() else 0.0)
         cuts.append(_Cut(quietest(s, e), s + p, e - p, strength, "pause"))
 
-    # changes of the dominant sound class (speech / music / other), held on both sides over active frames;
-    # a change that falls in a pause strengthens that pause
+    # changes of the dominant sound class (speech / music / other), held on both sides over active frames
     hold = max(2, int(round(cfg.class_change_min_s / hop)))
+    changes: list[int] = []
     if b - a > 2 * hold:
         active = (~lv.silent[a:b]).astype(np.int32)
         cls = ev.dominant_class(cfg.vad_threshold)[a:b]
@@ -111,18 +111,7 @@ def _candidates(ev: FrameEvidence, lv: Levels, a: int, b: int, cfg: SegmenterCon
         before, after = before / np.maximum(nb, 1)[:, None], after / np.maximum(na, 1)[:, None]
         change = ok & (before.argmax(1) != after.argmax(1)) & (before.max(1) >= 0.7) & (after.max(1) >= 0.7)
         score = before.max(1) + after.max(1)
-        for s, e in runs(change):
-            tc = a + int(t[s + int(np.argmax(score[s:e]))])
-            lo_c, hi_c = tc - int(0.5 / hop), tc + int(0.5 / hop)
-            in_pause = [c for c in cuts if c.reason == "pause" and lo_c <= c.frame <= hi_c]
-            if in_pause:
-                best = max(in_pause, key=lambda c: c.strength)
-                best.strength += 1.5
-                best.reason = "class_change"
-                continue
-            f = quietest(lo_c, hi_c)
-            if f > 0 and ev.vad[f] < cfg.vad_threshold:
-                cuts.append(_Cut(f, f, f, 1.5, "class_change"))
+        changes = [a + int(t[s + int(np.argmax(score[s:e]))]) for s, e in runs(change)]
 
     # spectral-novelty peaks (a new note, chord or sound), cut just before the onset
     if cfg.novelty_weight > 0:
@@ -135,6 +124,15 @@ def _candidates(ev: FrameEvidence, lv: Levels, a: int, b: int, cfg: SegmenterCon
             f = quietest(a + pk - int(round(0.15 / hop)), a + pk + 2)
             if f > 0 and ev.vad[f] < cfg.vad_threshold:
                 cuts.append(_Cut(f, f, f, cfg.novelty_weight * 0.8 * float(nov[pk]), "novelty"))
+
+    # a class change is not a place to cut by itself: it strengthens the pause or novelty cut it falls on
+    near_change = int(round(1.0 / hop))  # YAMNet frames blur a change over about a second
+    for tc in changes:
+        close = [c for c in cuts if abs(c.frame - tc) <= near_change]
+        if close:
+            best = max(close, key=lambda c: c.strength)
+            best.strength += 1.5
+            best.reason = "class_change"
 
     # forced fallbacks: the least harmful frame in every half second (used only when nothing else fits)
     block = max(1, int(round(0.5 / hop)))
