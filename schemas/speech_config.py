@@ -71,7 +71,10 @@ class DiarizationConfig(_Section):
     hop_s: float = Field(0.25, gt=0, description="embedding hop; the turn-boundary resolution")
     affinity_keep: float = Field(0.2, gt=0, le=1, description="share of each window's neighbours kept in the affinity")
     same_speaker_similarity: float = Field(
-        0.89, gt=0, lt=1, description="normalised centroid cosine similarity at which two clusters are one speaker"
+        0.92, gt=0, lt=1, description="normalised centroid cosine similarity at which two clusters are one speaker"
+    )
+    min_multi_speaker_s: float = Field(
+        5.0, ge=0, description="segments with less speech than this are one speaker (too short to split reliably)"
     )
     min_speaker_s: float = Field(1.0, ge=0, description="a cluster with less speech is merged into its nearest")
     min_turn_s: float = Field(0.3, ge=0, description="shorter turns are merged into their neighbours")

@@ -7,5 +7,9 @@ from schemas.speech_config import SpeechConfig
 
 
 def build_speech_annotator(cfg: SpeechConfig) -> BranchAnnotator | None:
-    """The speech annotator for this config, or None to pass rows through unannotated."""
-    return None
+    """The speech annotator for this config, or None (branch disabled) to pass rows through unannotated."""
+    if not cfg.enabled:
+        return None
+    from annotators.speech.annotator import SpeechAnnotator
+
+    return SpeechAnnotator(cfg)

@@ -56,12 +56,30 @@ def _pruned_affinity(emb: np.ndarray, keep: float) -> np.ndarray:
     return np.maximum(b, b.T)
 
 
-def _max_pair_similarity(emb: np.ndarray, lab: np.ndarray) -> float:
-    """Largest mean cross-cluster similarity normalised by the clusters' own cohesion."""
+def _max_pair_similarity(emb: np.ndarray, lab: np.ndarray, centers: np.ndarray, window_s: float) -> float:
+    """Largest mean cross-cluster similarity normalised by the clusters' own cohesion.
+
+    Only pairs of windows overlapping by less than half count: overlapping windows share audio and would
+    make any short stretch look like a tight cluster of its own (all pairs are used for a cluster too short
+    to have such a pair).
+    """
     s = emb @ emb.T
+    far = np.abs(centers[:, None] - centers[None, :]) >= window_s / 2
     ks = np.unique(lab)
-    m = {(i, j): s[np.ix_(lab == i, lab == j)].mean() for i in ks for j in ks if i <= j}
-    return max((m[i, j] / np.sqrt(m[i, i] * m[j, j]) for i in ks for j in ks if i < j), default=0.0)
+    m = {}
+    for i in ks:
+        for j in ks:
+            if i <= j:
+                sel = far[np.ix_(lab == i, lab == j)]
+                blk = s[np.ix_(lab == i, lab == j)]
+                m[i, j] = blk[sel].mean() if sel.any() else blk.mean()
+    out = 0.0
+    for i in ks:
+        for j in ks:
+            if i < j:
+                v = m[i, j] / np.sqrt(m[i, i] * m[j, j])
+                out = max(out, 1.0 if not np.isfinite(v) else float(v))
+    return out
 
 
 class ResemblyzerDiarizer:
@@ -114,7 +132,10 @@ class ResemblyzerDiarizer:
             owner += [r] * len(cs)
         centers_a = np.clip(np.array(centers), 0, dur)
         owner_a = np.array(owner)
-        labels = self.cluster(self.embed_windows(audio, centers_a))
+        if sum(e - s for s, e in regs) < cfg.min_multi_speaker_s:
+            labels = np.zeros(len(centers_a), int)  # too little speech to tell voices apart reliably
+        else:
+            labels = self.cluster(self.embed_windows(audio, centers_a), centers_a)
         # Each speech frame (10 ms) takes the label of the nearest window centre of its region.
         step = 0.01
         turns: list[list] = []
@@ -128,7 +149,7 @@ class ResemblyzerDiarizer:
                 turns.append([int(lab[a]), s + a * step, min(e, s + b * step)])
         return _rename([tuple(t) for t in self._smooth(turns)])
 
-    def cluster(self, emb: np.ndarray) -> np.ndarray:
+    def cluster(self, emb: np.ndarray, centers: np.ndarray) -> np.ndarray:
         """Window labels. Spectral clustering on a pruned cosine affinity; the speaker count is the largest k
         for which every partition up to k keeps all cluster pairs apart (normalised centroid similarity under
         `same_speaker_similarity`); one speaker when even two clusters are too alike."""
@@ -148,7 +169,7 @@ class ResemblyzerDiarizer:
         for k in range(2, min(cfg.max_speakers, n - 1) + 1):
             x = vec[:, :k] / np.linalg.norm(vec[:, :k], axis=1, keepdims=True)
             lab = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(x)
-            if _max_pair_similarity(emb, lab) >= cfg.same_speaker_similarity and k > lo:
+            if _max_pair_similarity(emb, lab, centers, cfg.window_s) >= cfg.same_speaker_similarity and k > lo:
                 break
             best = lab
         # Fold clusters with too little speech into the nearest big one (by centroid cosine).

@@ -38,7 +38,7 @@ def has_speech_near(prob: np.ndarray, hop_s: float, start_s: float, end_s: float
 
 
 def refine_word_times(words: list, prob: np.ndarray, hop_s: float, threshold: float = 0.5,
-                      max_shift_s: float = 0.6) -> None:
+                      max_shift_s: float = 1.5) -> None:
     """Move word edges that whisper's attention alignment placed in non-speech onto the VAD's speech edges.
 
     Whisper's DTW tends to start the first word after a pause too early (at the end of the previous word)
