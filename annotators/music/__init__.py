@@ -8,4 +8,8 @@ from schemas.music_config import MusicConfig
 
 def build_music_annotator(cfg: MusicConfig) -> BranchAnnotator | None:
     """The music annotator for this config, or None to pass rows through unannotated."""
-    return None
+    if not cfg.enabled:
+        return None
+    from annotators.music.annotator import MusicAnnotator
+
+    return MusicAnnotator(cfg)

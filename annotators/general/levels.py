@@ -1,0 +1,50 @@
+"""Level measurements shared by the music and general-audio branches. No Ray here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_SILENCE_DB = -100.0
+
+
+def loudness_lufs(audio: np.ndarray, sr: int) -> float | None:
+    """Integrated loudness (ITU-R BS.1770-4, gated) in LUFS via pyloudnorm; None for silence.
+
+    Segments shorter than one 0.4 s gating block are measured over the block they fit in (zero-padded,
+    which reads low by the padding's share).
+    """
+    import pyloudnorm
+
+    x = np.asarray(audio, dtype=np.float64)
+    if x.size == 0 or not np.any(x):
+        return None
+    block = int(0.4 * sr)
+    if x.size < block:
+        x = np.pad(x, (0, block - x.size))
+    value = pyloudnorm.Meter(sr).integrated_loudness(x)
+    return round(float(value), 2) if np.isfinite(value) else None
+
+
+def frame_power(audio: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """Mean-square power of frames of `frame` samples every `hop` samples (centred, zero-padded)."""
+    x = np.asarray(audio, dtype=np.float64)
+    pad = frame // 2
+    x = np.pad(x, (pad, pad))
+    n = 1 + max(0, (x.size - frame) // hop)
+    csum = np.concatenate([[0.0], np.cumsum(x * x)])
+    starts = np.arange(n) * hop
+    return (csum[starts + frame] - csum[starts]) / frame
+
+
+def power_db(p: np.ndarray | float) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(p, 10 ** (_SILENCE_DB / 10)))
+
+
+def dynamic_range_db(audio: np.ndarray, sr: int, frame_s: float = 0.4, hop_s: float = 0.1,
+                     floor_db: float = -70.0) -> float | None:
+    """Loudness range in dB: 95th minus 10th percentile of 0.4 s frame levels (frames above `floor_db`)."""
+    p = power_db(frame_power(audio, int(frame_s * sr), int(hop_s * sr)))
+    p = p[p > floor_db]
+    if p.size < 3:
+        return None
+    return round(float(np.percentile(p, 95) - np.percentile(p, 10)), 2)
