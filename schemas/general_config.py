@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.resources import ActorResources
 
@@ -12,3 +12,35 @@ class GeneralConfig(BaseModel):
 
     enabled: bool = True
     resources: ActorResources = Field(default_factory=ActorResources)
+
+    # frame posteriors -> events (YAMNet: 0.96 s windows every 0.48 s)
+    smooth_frames: int = Field(3, ge=1, description="width of the triangular smoothing of each class's posteriors")
+    on_threshold: float = Field(0.25, gt=0, lt=1, description="a class must reach this to start an event")
+    off_threshold: float = Field(0.12, gt=0, lt=1, description="an event lasts while its class stays above this")
+    min_event_s: float = Field(0.1, ge=0, description="shorter events are dropped")
+    merge_gap_s: float = Field(0.25, ge=0, description="same-class events closer than this are merged")
+    include_speech: bool = Field(False, description="also report speech classes as events (the speech branch has them)")
+    include_music: bool = Field(False, description="also report music classes as events (the music branch has them)")
+    max_events: int = Field(30, ge=1, description="the highest-scoring events kept per segment")
+
+    # onset/offset refinement from the energy envelope of the event's own frequency bands
+    refine: bool = Field(True, description="refine event times to ~10 ms from the band energy envelope")
+    refine_level: float = Field(
+        0.3, gt=0, lt=1, description="threshold between background (0) and event level (1), in dB, for the edges"
+    )
+    min_band_snr_db: float = Field(6.0, ge=0, description="bands this far over the background carry the event")
+    split_gap_s: float = Field(0.4, gt=0, description="an event splits where its band energy stays low this long")
+
+    # scene
+    scene_threshold: float = Field(0.08, ge=0, le=1, description="mean posterior a scene tag needs")
+    max_scene_tags: int = Field(3, ge=0)
+
+    num_threads: int = Field(1, ge=1, description="onnxruntime threads of the YAMNet session (no evidence)")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> GeneralConfig:
+        if self.off_threshold > self.on_threshold:
+            raise ValueError(
+                f"off_threshold ({self.off_threshold}) must not exceed on_threshold ({self.on_threshold})"
+            )
+        return self

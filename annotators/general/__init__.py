@@ -8,4 +8,8 @@ from schemas.general_config import GeneralConfig
 
 def build_sound_event_annotator(cfg: GeneralConfig) -> BranchAnnotator | None:
     """The sound-event annotator for this config, or None to pass rows through unannotated."""
-    return None
+    if not cfg.enabled:
+        return None
+    from annotators.general.annotator import SoundEventAnnotator
+
+    return SoundEventAnnotator(cfg)

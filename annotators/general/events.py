@@ -1,0 +1,166 @@
+"""Sound events with onset/offset from YAMNet frame posteriors, refined on the energy envelope. No Ray here.
+
+1. Each class's posteriors (frame i covers [i*hop, i*hop + window)) are smoothed with a short triangular
+   kernel and thresholded with hysteresis: an event is a run of frames above `off` that reaches `on`.
+2. A run of frames a..b gives coarse times: a sound is first detected in the first window it covers by
+   about half, so its onset lies in (a*hop, a*hop + window/2] and its offset in [b*hop + window/2, b*hop + window);
+   the coarse estimates are the middles, a*hop + window/4 and b*hop + 3*window/4 (±0.24 s).
+3. Refinement: the mel bands where the event's core stands `min_band_snr_db` over the segment's background
+   (20th percentile per band) carry it; their summed energy at 10 ms frames is thresholded at `level` of the
+   way (in dB) from the background to the event's peak (and above the background's usual peaks), and the
+   first/last crossing near the coarse edges become the onset/offset. Where that envelope stays under the threshold for `split_gap_s`, the event splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+
+N_FFT = 512
+HOP = 160  # 10 ms at 16 kHz
+N_MELS = 64
+
+
+@dataclass
+class Event:
+    cls: int
+    start_s: float
+    end_s: float
+    score: float
+
+
+def smooth(scores: np.ndarray, width: int) -> np.ndarray:
+    """Triangular moving average along time of (T, C) posteriors (width 1 = unchanged)."""
+    if width <= 1 or scores.shape[0] < 2:
+        return scores
+    k = np.bartlett(width + 2)[1:-1]
+    k /= k.sum()
+    pad = width // 2
+    padded = np.pad(scores, ((pad, pad), (0, 0)), mode="edge")
+    out = np.empty_like(scores)
+    for c in range(scores.shape[1]):
+        out[:, c] = np.convolve(padded[:, c], k, mode="valid")[: scores.shape[0]]
+    return out
+
+
+def hysteresis_runs(x: np.ndarray, on: float, off: float) -> list[tuple[int, int]]:
+    """Inclusive frame runs [a, b] where x >= off throughout and x >= on somewhere."""
+    above = x >= off
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True) if x[a:b].max() >= on]
+
+
+def coarse_events(scores: np.ndarray, classes: np.ndarray, hop_s: float, window_s: float, duration_s: float,
+                  on: float, off: float, smooth_frames: int) -> list[tuple[Event, int, int]]:
+    """(event with coarse times, first frame, last frame) for every hysteresis run of the given classes."""
+    if scores.size == 0:
+        return []
+    sm = smooth(scores[:, classes], smooth_frames)
+    out = []
+    for j, c in enumerate(classes):
+        for a, b in hysteresis_runs(sm[:, j], on, off):
+            start = min(a * hop_s + window_s / 4, duration_s)
+            end = min(b * hop_s + 3 * window_s / 4, duration_s)
+            if a == 0:
+                start = 0.0  # nothing before the segment: it may have started with it
+            if end <= start:
+                end = min(duration_s, start + hop_s)
+            out.append((Event(int(c), start, end, float(sm[a : b + 1, j].max())), a, b))
+    return out
+
+
+class BandEnvelope:
+    """Mel-band power of a segment at 10 ms frames and its per-band background level."""
+
+    def __init__(self, audio: np.ndarray, sr: int):
+        power = np.abs(librosa.stft(np.asarray(audio, np.float32), n_fft=N_FFT, hop_length=HOP)) ** 2
+        fb = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=sr / 2)
+        self.mel = fb @ power + 1e-12  # (N_MELS, F); frame j is centred at j * HOP / sr
+        self.fps = sr / HOP
+        self.background = np.percentile(self.mel, 20, axis=1)  # (N_MELS,)
+        self.frame_power = power.sum(axis=0) / (N_FFT * N_FFT / 2)  # proportional to mean-square power
+
+    def frames(self, t0: float, t1: float) -> slice:
+        n = self.mel.shape[1]
+        return slice(int(np.clip(np.floor(t0 * self.fps), 0, n)), int(np.clip(np.ceil(t1 * self.fps), 0, n)))
+
+
+def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, window_s: float, duration_s: float,
+                 level: float, min_band_snr_db: float, split_gap_s: float, min_event_s: float) -> list[Event]:
+    """The event's onset/offset moved to its band-energy edges; split where that energy pauses."""
+    core = env.frames(a * hop_s + window_s / 4, b * hop_s + 3 * window_s / 4)
+    if core.stop - core.start < 1:
+        return [ev]
+    profile = env.mel[:, core].mean(axis=1)
+    ratio_db = 10 * np.log10(profile / env.background)
+    bands = ratio_db >= min_band_snr_db
+    if not bands.any():
+        return [ev]  # nothing stands out of the background: keep the coarse times
+    e = 10 * np.log10(env.mel[bands].sum(axis=0))
+    bg = 10 * np.log10(env.background[bands].sum())
+    peak = float(np.convolve(e[core], np.ones(3) / 3, mode="same").max())  # a short sound may fill little of the core
+    if peak - bg < 3.0:
+        return [ev]
+    search = env.frames(max(0.0, a * hop_s - window_s / 2), min(duration_s, b * hop_s + 1.25 * window_s))
+    # the background fluctuates: stay above its usual peaks (80th percentile away from the event) too
+    outside = np.ones(e.size, bool)
+    outside[search] = False
+    noise_hi = float(np.percentile(e[outside], 80)) + 1.5 if outside.sum() >= 0.5 * env.fps else bg
+    thr = min(max(bg + level * (peak - bg), noise_hi), peak - 3.0)
+
+    above = e[search] >= thr
+    if not above.any():
+        return [ev]
+    # runs of above-threshold frames, ignoring blips shorter than 30 ms and joining gaps shorter than split_gap_s
+    idx = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
+    runs = [(s, t) for s, t in zip(idx[::2], idx[1::2], strict=True) if t - s >= max(1, int(0.03 * env.fps))]
+    if not runs:
+        return [ev]
+    gap = int(round(split_gap_s * env.fps))
+    merged = [list(runs[0])]
+    for s, t in runs[1:]:
+        if s - merged[-1][1] < gap:
+            merged[-1][1] = t
+        else:
+            merged.append([s, t])
+    # keep the pieces that overlap the coarse event (give or take a quarter window) and are long enough
+    lo, hi = ev.start_s - window_s / 4, ev.end_s + window_s / 4
+    out = []
+    for s, t in merged:
+        start = (search.start + s) / env.fps
+        end = min(duration_s, (search.start + t) / env.fps)
+        if end - start >= min_event_s and end > lo and start < hi:
+            out.append(Event(ev.cls, round(start, 3), round(end, 3), ev.score))
+    return out or [ev]
+
+
+def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
+    """Merge events of one class that overlap or lie closer than gap_s (score: the max)."""
+    out: list[Event] = []
+    for ev in sorted(events, key=lambda e: (e.cls, e.start_s)):
+        last = out[-1] if out else None
+        if last is not None and last.cls == ev.cls and ev.start_s - last.end_s < gap_s:
+            last.end_s = max(last.end_s, ev.end_s)
+            last.score = max(last.score, ev.score)
+        else:
+            out.append(Event(ev.cls, ev.start_s, ev.end_s, ev.score))
+    return out
+
+
+def foreground_snr_db(events: list[Event], env: BandEnvelope) -> float | None:
+    """Mean power inside the events over the background's (dB). The background is the median frame power
+    outside the events (robust to the events' edges leaking into it), or with under 0.2 s outside them the
+    10th percentile of frame power."""
+    if not events:
+        return None
+    p = env.frame_power
+    fg = np.zeros(p.size, bool)
+    for ev in events:
+        fg[env.frames(ev.start_s, ev.end_s)] = True
+    if not fg.any():
+        return None
+    bg_power = float(np.median(p[~fg])) if (~fg).sum() >= 0.2 * env.fps else float(np.percentile(p, 10))
+    fg_power = float(p[fg].mean())
+    return round(float(10 * np.log10(max(fg_power, 1e-12) / max(bg_power, 1e-12))), 2)
