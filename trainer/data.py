@@ -80,6 +80,7 @@ class Example:
     labels: list[int]
     flac: bytes
     n_samples: int  # at 16 kHz
+    epoch: int = 0
 
 
 def audio_length(flac: bytes) -> tuple[int, int]:
@@ -174,6 +175,7 @@ def collate(rows: list[list[Example]], pad_id: int) -> dict:
         "wav": wav, "wav_lengths": lengths,
         "n_tokens": sum(len(e.ids) for e in examples),
         "keys": [e.key for e in examples], "tasks": [e.task for e in examples],
+        "epochs": [e.epoch for e in examples],
     }
 
 
@@ -247,6 +249,7 @@ class ShardStream(IterableDataset):
                 rng = random.Random(f"{self.seed}:{epoch}:{s['__key__']}")
                 e = make_example(s, self.tok, self.task_weights, self.marker_interval_s, rng, self.counters)
                 if e is not None:
+                    e.epoch = epoch
                     n += 1
                     yield e
             if n == 0 and self.infinite:

@@ -203,7 +203,8 @@ def peak_flops(device: torch.device) -> float | None:
 def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[str] | None = None,
           record_keys: bool = False, emit=None) -> dict:
     """Train `cfg` on the shards in `data` into `output`; resumes from output's latest checkpoint.
-    Returns a summary (final step, last loss, tokens/s, weights digest)."""
+    Returns a summary (final step, last loss, tokens/s, weights digest). `record_keys` (debugging) writes
+    the "epoch:key" of every sample this rank trained on, and its weights digest, to RUN_DIR/debug/."""
     tc = cfg.train
     rank, world, device = setup_distributed()
     emit = emit or (lambda rec: print(json.dumps(rec), flush=True))
@@ -278,7 +279,7 @@ def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[s
             loss.backward()
             step_loss += loss.item()
             if record_keys:
-                keys_seen += batch["keys"]
+                keys_seen += [f"{ep}:{k}" for ep, k in zip(batch["epochs"], batch["keys"], strict=True)]
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tc.grad_clip)
         opt.step()
