@@ -42,7 +42,8 @@ def refine_word_times(words: list, prob: np.ndarray, hop_s: float, threshold: fl
     """Move word edges that whisper's attention alignment placed in non-speech onto the VAD's speech edges.
 
     Whisper's DTW tends to start the first word after a pause too early (at the end of the previous word)
-    and to stretch the last word before a pause. A start in a non-speech frame moves forward to the first
+    and to stretch the last word before a pause. A word spanning a pause (>= 0.15 s) whose end lies in speech
+    starts where that speech run starts. Then a start in a non-speech frame moves forward to the first
     speech frame inside the word; an end in non-speech moves back to the last speech frame inside the word.
     Edited in place; word objects need `start_s` and `end_s`.
     """
@@ -50,10 +51,19 @@ def refine_word_times(words: list, prob: np.ndarray, hop_s: float, threshold: fl
     n = on.shape[0]
     if n == 0 or not on.any():
         return
+    islands = np.array(regions(prob, hop_s, threshold, min_gap_s=0.15, min_len_s=0.0)).reshape(-1, 2)
     for w in words:
-        f0 = int(np.floor(w.start_s / hop_s))
-        f1 = int(np.ceil(w.end_s / hop_s))
-        f0, f1 = min(max(f0, 0), n - 1), min(max(f1, f0 + 1), n)
+        # A word spanning a pause: whisper's DTW places the *end* of the first word after a pause well but
+        # starts it at the end of the previous word; keep the speech run that holds its end (when the end
+        # itself lies in a pause the word was stretched forward instead: the edge snapping below fixes it).
+        hit = np.flatnonzero(np.minimum(islands[:, 1], w.end_s) > np.maximum(islands[:, 0], w.start_s))
+        if hit.size > 1:
+            a, b = islands[hit[-1]]
+            if a <= w.end_s <= b and w.start_s < a and a - w.start_s <= max_shift_s:
+                w.start_s = round(float(a), 3)
+    for w in words:
+        f0 = min(max(int(np.floor(w.start_s / hop_s)), 0), n - 1)
+        f1 = min(max(int(np.ceil(w.end_s / hop_s)), f0 + 1), n)
         inside = np.flatnonzero(on[f0:f1])
         if inside.size == 0:
             continue
