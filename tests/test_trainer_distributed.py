@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.trainer_fixtures import make_annotate_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +42,27 @@ def test_two_ranks_see_disjoint_data_and_end_identical(tmp_path):
     assert any(k.startswith("1:") for k in r0["keys"])
     assert r0["digest"] == r1["digest"]
     assert (out / "checkpoints" / "latest").read_text() == "step-00000003"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("EVENTCAP_RAY_TESTS") != "1", reason="set EVENTCAP_RAY_TESTS=1 (about 90 s)")
+def test_ray_train_entry_runs_two_workers(tmp_path):
+    """Ray Train's TorchTrainer: 2 CPU workers (gloo) train and rank 0 writes the checkpoint."""
+    import ray
+
+    from trainer.configs import get_config
+    from trainer.ray_train import train_with_ray
+
+    make_annotate_shards(tmp_path / "data", n_shards=2, per_shard=3, durations=(0.6, 0.8))
+    cfg = get_config("tiny")
+    cfg.train.max_steps, cfg.train.log_interval = 2, 1
+    cfg.train.tokens_per_batch = cfg.train.max_seq_len = 512
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {
+        "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}})
+    try:
+        result = train_with_ray(cfg, [str(tmp_path / "data" / "shards")], str(tmp_path / "run"), num_workers=2,
+                                cpus_per_worker=0.5)
+    finally:
+        ray.shutdown()
+    assert result.error is None
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-00000002"
