@@ -20,12 +20,22 @@ class BranchStage:
     caption_field: str = ""  # SegmentAnnotation field that receives the branch caption
 
     def __init__(self, cfg: dict, num_threads: int = 1):
-        import torch
-
-        torch.set_num_threads(max(1, num_threads))
         self.cfg = JobConfig.model_validate(cfg)
-        self.annotator = self.build(self.cfg)
-        self.models = self.annotator.models() if self.annotator is not None else {}
+        self.num_threads = num_threads
+        self._annotator = None
+        self._loaded = False
+
+    @property
+    def annotator(self):
+        """Built on the first batch that needs it: an actor whose branch gets no rows loads no model."""
+        if not self._loaded:
+            import torch
+
+            torch.set_num_threads(max(1, self.num_threads))
+            self._annotator = self.build(self.cfg)
+            self.models = self._annotator.models() if self._annotator is not None else {}
+            self._loaded = True
+        return self._annotator
 
     def build(self, cfg: JobConfig):
         raise NotImplementedError
@@ -33,7 +43,7 @@ class BranchStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = to_rows(batch)
         todo = [i for i, r in enumerate(rows) if r["kind"] == "segment" and self.branch in segment_of(r).routes]
-        if self.annotator is None or not todo:
+        if not todo or self.annotator is None:
             return to_batch(rows)
         segs = {i: segment_of(rows[i]) for i in todo}
         items = [BranchInput(audio_of(rows[i]), segs[i].sample_rate, segs[i], evidence_of(rows[i])) for i in todo]

@@ -47,10 +47,17 @@ class FrameEvidence:
 def frame_energy_db(x: np.ndarray, hop: int) -> np.ndarray:
     """(n,) -> (ceil(n / hop),) RMS level in dBFS over a 2-hop window centred on each frame."""
     n_frames = max(1, -(-x.shape[0] // hop))
-    padded = np.pad(x.astype(np.float64), (hop, 2 * hop))
-    c = np.concatenate([[0.0], np.cumsum(padded**2)])
-    starts = np.arange(n_frames) * hop  # frame t covers [t*hop - hop, t*hop + hop) of x
-    power = (c[starts + 2 * hop] - c[starts]) / (2 * hop)
+    blocks = np.zeros(n_frames + 1, np.float64)  # blocks[k + 1] = energy of samples [k*hop, (k+1)*hop)
+    for lo in range(0, x.shape[0], 1 << 20):  # in pieces: no full-length temporaries
+        piece = x[lo : lo + (1 << 20)]
+        k0 = lo // hop
+        sq = np.square(piece, dtype=np.float32)
+        full = sq.shape[0] // hop
+        blocks[k0 + 1 : k0 + 1 + full] = sq[: full * hop].reshape(full, hop).sum(1)
+        if sq.shape[0] % hop:
+            blocks[k0 + 1 + full] = sq[full * hop :].sum()
+    # frame t covers [t*hop - hop, t*hop + hop): blocks t-1 and t
+    power = (blocks[:-1] + blocks[1:]) / (2 * hop)
     return (10 * np.log10(power + 1e-10)).astype(np.float32)
 
 
@@ -60,11 +67,14 @@ def spectral_novelty(x: np.ndarray, sr: int, hop: int, n_frames: int, context_s:
 
     if x.shape[0] < 2048:
         return np.zeros(n_frames, np.float32)
-    mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=1024, hop_length=hop, n_mels=48, center=True)
-    logmel = np.log1p(mel * 100.0).T  # (F, 48)
-    logmel = logmel[:n_frames]
-    if logmel.shape[0] < n_frames:
-        logmel = np.pad(logmel, ((0, n_frames - logmel.shape[0]), (0, 0)), mode="edge")
+    n_fft, chunk = 1024, 1500  # frames per STFT piece: keeps the spectrogram's memory per window small
+    xp = np.pad(x, (n_fft // 2, n_fft // 2 + hop * chunk))
+    pieces = []
+    for f0 in range(0, n_frames, chunk):
+        seg = xp[f0 * hop : (f0 + chunk - 1) * hop + n_fft]
+        mel = librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=48, center=False)
+        pieces.append(np.log1p(mel * 100.0).T.astype(np.float32))  # (frames, 48)
+    logmel = np.concatenate(pieces)[:n_frames]
     w = max(1, int(round(context_s * sr / hop)))
     c = np.concatenate([np.zeros((1, logmel.shape[1])), np.cumsum(logmel, axis=0)])
     t = np.arange(n_frames)

@@ -66,6 +66,7 @@ class EventSegmenterCore:
             if buf_len == 0:
                 return
             x = np.concatenate(buf)
+            buf = []  # drop the blocks: only the window array stays alive
             ev = compute_evidence(x, self.sr, self.cfg.hop_s, self.models)
             segs = choose_segments(ev, self.cfg, at_source_end=final, start_reason=carry_reason)
             hop = int(round(self.cfg.hop_s * self.sr))
@@ -85,8 +86,9 @@ class EventSegmenterCore:
                 pending = [s.start_frame * hop for s in segs]
                 keep_from = min([buf_len - self.margin] + pending)
                 carry_reason = "pause"
-            x = x[keep_from:]
-            buf, buf_len, buf_start = [x], x.shape[0], buf_start + keep_from
+            tail = x[keep_from:].copy()  # a copy, so the window array itself can be freed
+            del x
+            buf, buf_len, buf_start = [tail], tail.shape[0], buf_start + keep_from
 
     def _finish(self, x: np.ndarray, buf_start: int, s: Segment, ev: FrameEvidence, lv: Levels,
                 hop: int) -> SourceSegment:
