@@ -249,7 +249,9 @@ class PyannoteDiarizer:
                             **kw)
         # pyannote.audio 4 returns DiarizeOutput; prefer its overlap-free view (one speaker per instant).
         ann = getattr(out, "exclusive_speaker_diarization", None) or getattr(out, "speaker_diarization", out)
-        return _rename([(lab, seg.start, seg.end) for seg, _, lab in ann.itertracks(yield_label=True)])
+        dur = audio.shape[0] / SAMPLE_RATE  # pyannote's sliding windows can run past the end: clip to the segment
+        return _rename([(lab, min(seg.start, dur), min(seg.end, dur)) for seg, _, lab in ann.itertracks(yield_label=True)
+                        if seg.start < dur])
 
 
 def build_diarizer(cfg: DiarizationConfig):
