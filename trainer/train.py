@@ -220,12 +220,11 @@ def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[s
     fsdp = tc.fsdp and world > 1
     use_bf16 = tc.bf16 and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
-    opt = make_optimizer(model, tc, fused=device.type == "cuda")
-
     step, data_batches = 0, 0
     stage = tc.stage_at(0)
     set_stage(model, stage)
     module = wrap(model, tc, device)
+    opt = make_optimizer(model, tc, fused=device.type == "cuda")  # after wrap: FSDP replaces the parameters
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
         state = load_checkpoint(ckpt, module, opt, fsdp)
