@@ -34,7 +34,7 @@ class MusicConfig(BaseModel):
     key_profile: Literal["krumhansl", "temperley", "albrecht"] = Field(
         "krumhansl", description="key profiles correlated with the segment's chroma"
     )
-    min_key_confidence: float = Field(0.5, ge=-1, le=1, description="under this correlation no key is reported")
+    min_key_confidence: float = Field(0.3, ge=-1, le=1, description="under this correlation no key is reported")
 
     # YAMNet music tags (scores are posteriors averaged over the segment's frames)
     tag_threshold: float = Field(0.02, ge=0, le=1, description="music-ontology classes listed in `music_tags`")
