@@ -14,12 +14,21 @@ import torch
 
 from trainer.cli import count_params_json
 from trainer.configs import get_config
+from trainer.model.features import n_audio_frames
 from trainer.model.model import AudioLM
 from trainer.sequence import build_chat
 from trainer.tokenizer import AUDIO, ByteTokenizer
-from trainer.model.features import n_audio_frames
 
 TOK = ByteTokenizer()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, OpenMP threads that spin-wait cost 5-10x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def tiny_model(deepstack=True, seed=0):

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer.configs import RunConfig, Stage, TrainConfig
 from trainer.data import ShardStream, expand_data, make_loader
-from trainer.model.model import AudioLM, count_params
+from trainer.model.model import AudioLM
 from trainer.tokenizer import AUDIO, load_tokenizer
 
 # dense bf16 peak FLOP/s, for MFU
