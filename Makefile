@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
-APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1
+APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop
 DEMO_OUT ?= demo_out
 
 .PHONY: install apt demo test test-fast lint bench clean
@@ -16,7 +16,7 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(STAMP): requirements.txt pyproject.toml
@@ -30,7 +30,7 @@ $(STAMP): requirements.txt pyproject.toml
 	rm -f $(VENV)/.installed-*; touch $@
 
 demo: install
-	$(BIN)/python -m jobs.demo --output $(DEMO_OUT)
+	PYANNOTE_METRICS_ENABLED=0 RAY_AUTH_MODE=disabled $(BIN)/python -m jobs.demo --output $(DEMO_OUT)
 
 test: install
 	HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 $(BIN)/python -m pytest -q tests

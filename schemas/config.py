@@ -31,8 +31,9 @@ class _Section(BaseModel):
 class IngestConfig(_Section):
     sample_rate: int = Field(16000, description="decode target; the models expect 16 kHz")
     extensions: list[str] = Field(
-        default_factory=lambda: ["wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff", "aif", "webm", "mp4"],
-        description="file extensions picked up when listing directories",
+        default_factory=lambda: ["wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "aiff", "aif", "wma",
+                                 "webm", "mp4", "mka", "caf", "au", "w64"],
+        description="audio file extensions in directories; other files there are quarantined unread",
     )
     window_s: float = Field(600.0, gt=10, description="longer sources are decoded and segmented in windows")
     max_file_bytes: int = Field(20 * 1024**3, gt=0, description="larger files are quarantined unread")

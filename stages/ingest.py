@@ -56,11 +56,12 @@ def _uri(fs: pafs.FileSystem, path: str, template: str) -> str:
 def list_sources(inputs: list[str], extensions: list[str]) -> list[dict]:
     """Expand files, directories (recursive) and list files (.txt/.lst: one URI per line) into source rows.
 
-    Inside directories only files with an audio extension are taken; a file named explicitly is always taken
-    (and quarantined later if it is not audio). Rows: {"uri", "size_bytes"}, sorted and de-duplicated.
+    A file named explicitly is always taken (and quarantined later if it is not audio). Inside directories,
+    files without an audio extension are listed with a `skip` reason, so the job quarantines them instead of
+    dropping them silently; hidden files are ignored. Rows: {"uri", "size_bytes", "skip"}, sorted, unique.
     """
     exts = {e.lower().lstrip(".") for e in extensions}
-    rows: dict[str, int] = {}
+    rows: dict[str, tuple[int, str | None]] = {}
     pending = list(inputs)
     while pending:
         item = pending.pop(0).strip()
@@ -69,18 +70,21 @@ def list_sources(inputs: list[str], extensions: list[str]) -> list[dict]:
         fs, path = filesystem_for(item)
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
-            rows.setdefault(item, -1)  # quarantined later as NotFound
+            rows.setdefault(item, (-1, None))  # quarantined later as NotFound
         elif info.type == pafs.FileType.Directory:
             for fi in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
                 name = fi.base_name
-                if fi.type == pafs.FileType.File and not name.startswith(".") and fi.extension.lower() in exts:
-                    rows[_uri(fs, fi.path, item)] = fi.size
+                if fi.type != pafs.FileType.File or name.startswith("."):
+                    continue
+                ext = fi.extension.lower()
+                skip = None if ext in exts else f"extension '.{ext}' is not in ingest.extensions"
+                rows.setdefault(_uri(fs, fi.path, item), (fi.size, skip))
         elif info.extension.lower() in LIST_FILE_EXTENSIONS:
             with fs.open_input_stream(path) as f:
                 pending.extend(f.read().decode("utf-8", errors="replace").splitlines())
         else:
-            rows[_uri(fs, path, item)] = info.size
-    return [{"uri": u, "size_bytes": s} for u, s in sorted(rows.items())]
+            rows[_uri(fs, path, item)] = (info.size, None)
+    return [{"uri": u, "size_bytes": s, "skip": skip} for u, (s, skip) in sorted(rows.items())]
 
 
 # ------------------------------------------------------------------ probing

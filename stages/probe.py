@@ -24,12 +24,14 @@ class ProbeSources:
             ref = json.loads(r["payload"])
             with timed() as t:
                 try:
+                    if ref.get("skip"):
+                        raise IngestError("SkippedExtension", ref["skip"])
                     info = probe(ref["uri"], self.max_bytes)
                     new = row("source", json.dumps(dataclasses.asdict(info)))
                 except IngestError as e:
                     new = quarantine(ref["uri"], "ingest", e.error, e.message)
                 except Exception as e:  # noqa: BLE001 - bad input never crashes the job
                     new = quarantine(ref["uri"], "ingest", type(e).__name__, str(e))
-                add_stats(new, "ingest", t())
+            add_stats(new, "ingest", t())
             out.append(new)
         return to_batch(out)

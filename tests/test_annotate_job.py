@@ -49,6 +49,7 @@ def corpus(tmp_path_factory) -> Path:
     (bad / "empty.wav").write_bytes(b"")
     (bad / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(3000))
     (bad / "notes.flac").write_text("this is a text file, not audio\n" * 20)
+    (bad / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(500))  # not listed as audio: skipped, said so
     return d
 
 
@@ -74,17 +75,17 @@ def test_bad_files_are_quarantined_with_reasons_and_good_files_annotated(job, co
     q = pq.read_table(out / "quarantine").to_pandas()
     errors = {Path(u).name: e for u, e in zip(q.source_uri, q.error, strict=True)}
     assert errors == {"too_short.wav": "TooShort", "silent.wav": "AllSilence", "empty.wav": "EmptyFile",
-                      "corrupt.wav": "NotAudio", "notes.flac": "NotAudio"}
+                      "corrupt.wav": "NotAudio", "notes.flac": "NotAudio", "cover.jpg": "SkippedExtension"}
     assert (q.message.str.len() > 10).all() and set(q.stage) <= {"ingest", "segment", "decode"}
     m = manifest(out)
     annotated = {Path(u).name for u in m.source_uri}
     assert annotated == {"speech.wav", "speech.opus", "chords.mp3", "chords.m4a", "noise.ogg", "knock.flac"}
-    assert result.quarantined == 5
+    assert result.quarantined == 6
     report = json.loads((out / "report.json").read_text())
     assert report["segments"]["written"] == len(m)
     assert report["quarantined"]["by_error"]["NotAudio"] == 2
     assert {"ingest", "segment", "route", "caption"} <= set(report["stages"])
-    assert report["stages"]["ingest"]["rows"] == 11
+    assert report["stages"]["ingest"]["rows"] == 12
 
 
 def test_manifest_columns_lineage_and_routes(job, corpus):

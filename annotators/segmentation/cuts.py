@@ -199,6 +199,10 @@ def choose_segments(ev: FrameEvidence, cfg: SegmenterConfig, *, at_source_end: b
     pad = int(round(cfg.edge_pad_s / hop))
     min_f = int(round(cfg.min_segment_s / hop))
     islands = _islands(~lv.silent, bridge=int(round(cfg.split_silence_s / hop)))
+    # a faint blip barely over the silence threshold is not an event: keep islands that stand out or last
+    min_active = int(round(0.25 / hop))
+    islands = [[a, b] for a, b in islands
+               if ev.energy_db[a:b].max() >= lv.silent_thr + 10.0 or (~lv.silent[a:b]).sum() >= min_active]
     if not islands:
         return []
 
