@@ -17,7 +17,13 @@ from pipeline.plan import build_plan
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.ingest import filesystem_for, list_sources
-from stages.shard_writer import ShardCounter, ShardWriter, clean_uncommitted, committed_shards, next_shard_index
+from stages.shard_writer import (
+    ShardCounter,
+    ShardWriter,
+    clean_uncommitted,
+    committed_shards,
+    next_shard_index,
+)
 
 log = logging.getLogger(__name__)
 

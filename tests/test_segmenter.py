@@ -37,7 +37,7 @@ def check_invariants(segs, events, cfg, n_samples):
         assert cfg.min_segment_s - 1e-6 <= e - s <= cfg.max_segment_s + 1e-6, (s, e)
         assert set(seg.cut_reasons) <= VALID_REASONS
         assert seg.audio.shape[0] == seg.end_sample - seg.start_sample
-    assert all(a[1] <= b[0] for a, b in zip(secs, secs[1:])), "segments overlap or are out of order"
+    assert all(a[1] <= b[0] for a, b in zip(secs, secs[1:], strict=False)), "segments overlap or are out of order"
     assert all(0 <= s.start_sample < s.end_sample <= n_samples for s in segs)
     return score(secs, events, cfg.max_segment_s, tol=0.05)
 
