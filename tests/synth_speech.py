@@ -78,7 +78,7 @@ def layout(pieces: list[tuple[str, str, np.ndarray]], gaps_s: list[float], tail_
            noise_db: float | None = -60.0, seed: int = 0) -> Scene:
     """Place (text, speaker, trimmed audio) pieces after the given gaps; optional faint white noise."""
     chunks, phrases, t = [], [], 0.0
-    for (text, spk, a), gap in zip(pieces, gaps_s):
+    for (text, spk, a), gap in zip(pieces, gaps_s, strict=False):
         chunks.append(np.zeros(int(round(gap * SR)), np.float32))
         t += len(chunks[-1]) / SR
         a = 0.5 * a / (np.abs(a).max() + 1e-9)

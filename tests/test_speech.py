@@ -82,16 +82,16 @@ def test_wer_on_tts_english(results, english):
     hyp = [" ".join(_norm(r.transcript)) for r in results["english"]]
     wer = jiwer.wer(ref, hyp)
     print(f"\nWER on {len(ref)} flite scenes: {wer:.3f}")
-    for a, b in zip(ref, hyp):
+    for a, b in zip(ref, hyp, strict=False):
         print(f"  ref: {a}\n  hyp: {b}")
-    assert wer <= 0.15, list(zip(ref, hyp))
+    assert wer <= 0.15, list(zip(ref, hyp, strict=False))
 
 
 def test_word_times_inside_segment_and_monotonic(results, english):
-    for r, s in zip(results["english"] + [results["dialog"]], english + [None]):
+    for r, s in zip(results["english"] + [results["dialog"]], english + [None], strict=False):
         dur = s.duration_s if s else 1e9
         assert r.words, r.transcript
-        for a, b in zip(r.words, r.words[1:]):
+        for a, b in zip(r.words, r.words[1:], strict=False):
             assert a.start_s <= a.end_s <= b.start_s <= b.end_s, (a, b)
         assert r.words[0].start_s >= 0 and r.words[-1].end_s <= dur + 1e-6
         assert all(0 <= w.probability <= 1 for w in r.words)
@@ -100,7 +100,7 @@ def test_word_times_inside_segment_and_monotonic(results, english):
 def test_word_placement_error(results, english):
     """First word of each phrase starts, last word ends, where the phrase was placed (within 0.3 s)."""
     errs, n_edges = [], 0
-    for r, scene in zip(results["english"], english):
+    for r, scene in zip(results["english"], english, strict=False):
         for p in scene.phrases:
             ws = [w for w in r.words if p.start_s - 0.4 <= 0.5 * (w.start_s + w.end_s) <= p.end_s + 0.4]
             toks = _norm(p.text)
@@ -118,7 +118,7 @@ def test_word_placement_error(results, english):
 
 def test_language_id_on_tts(results):
     got = {lang: (r.language, r.language_source, r.language_probability)
-           for lang, r in zip(FOREIGN, results["foreign"])}
+           for lang, r in zip(FOREIGN, results["foreign"], strict=False)}
     print("\nlanguage ID:", got)
     for lang, (pred, src, p) in got.items():
         assert pred == lang and src == "detected" and p is not None and p > 0.5, got
@@ -131,7 +131,7 @@ def test_two_voices_two_speakers_with_right_turns(results, dialog):
     assert r.n_speakers == 2, r.speakers
     assert len(r.speakers) == len(dialog.phrases)
     names = {}
-    for t, p in zip(r.speakers, dialog.phrases):
+    for t, p in zip(r.speakers, dialog.phrases, strict=False):
         assert abs(t.start_s - p.start_s) <= 0.3 and abs(t.end_s - p.end_s) <= 0.3, (t, p)
         assert names.setdefault(p.speaker, t.speaker) == t.speaker  # the same voice keeps its label
     assert len(set(names.values())) == 2

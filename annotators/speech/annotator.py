@@ -61,15 +61,15 @@ class SpeechAnnotator:
 
     def annotate(self, items: list[BranchInput]) -> list[SpeechAnnotation]:
         cfg = self.cfg.asr
-        vads, hops = zip(*[self._vad_for(it) for it in items]) if items else ((), ())
+        vads, hops = zip(*[self._vad_for(it) for it in items], strict=False) if items else ((), ())
         audios = [np.asarray(it.audio, dtype=np.float32) for it in items]
-        speechy = [speech_seconds(v, h, cfg.vad_threshold) >= cfg.min_speech_s for v, h in zip(vads, hops)]
+        speechy = [speech_seconds(v, h, cfg.vad_threshold) >= cfg.min_speech_s for v, h in zip(vads, hops, strict=False)]
         todo = [i for i, s in enumerate(speechy) if s]
         results: dict[int, AsrResult] = {}
         if todo:
             # One hop for the batch (the segmenter's evidence and our VAD share Silero's 32 ms frames).
             asr = self.asr.transcribe([audios[i] for i in todo], [vads[i] for i in todo], hops[todo[0]])
-            results = dict(zip(todo, asr))
+            results = dict(zip(todo, asr, strict=False))
         return [self._one(audios[i], vads[i], hops[i], results.get(i)) for i in range(len(items))]
 
     # ------------------------------------------------------------------ internals

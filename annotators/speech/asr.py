@@ -137,7 +137,7 @@ class WhisperAsr:
         vad_probs = vad_probs or [None] * len(audios)
         hop = max(1, int(round(vad_hop_s * SAMPLE_RATE)))
         windows: list[_Window] = []
-        for i, (a, vp) in enumerate(zip(audios, vad_probs)):
+        for i, (a, vp) in enumerate(zip(audios, vad_probs, strict=False)):
             for s, e in split_windows(a.shape[0], self.window_samples, vp, hop):
                 if e - s >= SAMPLE_RATE // 10:  # whisper cannot do much with < 0.1 s
                     windows.append(_Window(item=i, start=s, audio=a[s:e]))
@@ -162,7 +162,7 @@ class WhisperAsr:
             for w in batch:
                 w.language = self.cfg.language or "en"
         else:
-            for w, langs in zip(batch, self.model.model.detect_language(encoder_output)):
+            for w, langs in zip(batch, self.model.model.detect_language(encoder_output), strict=False):
                 w.language_probs = {tok[2:-2]: float(p) for tok, p in langs}
                 w.language = langs[0][0][2:-2]
         groups: dict[str, list[int]] = {}
@@ -201,7 +201,7 @@ class WhisperAsr:
             return_no_speech_prob=True,
         )
         segments, frames, aligned = [], [], []
-        for w, r in zip(batch, results):
+        for w, r in zip(batch, results, strict=False):
             tokens = [t for t in r.sequences_ids[0] if t < tok.eot]
             n = len(r.sequences_ids[0])
             w.tokens = tokens
@@ -220,7 +220,7 @@ class WhisperAsr:
         self.model.add_word_timestamps(
             segments, tok, enc, frames, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、", last_speech_timestamp=0.0
         )
-        for w, seg in zip(aligned, segments):
+        for w, seg in zip(aligned, segments, strict=False):
             w.words = seg[0].get("words", [])
 
     def _take(self, enc, idx: list[int]):
@@ -251,7 +251,7 @@ class WhisperAsr:
         durs = np.array([w.audio.shape[0] for w in wins], float)
         if source == "detected":
             probs: dict[str, float] = {}
-            for w, d in zip(wins, durs):
+            for w, d in zip(wins, durs, strict=False):
                 for k, p in w.language_probs.items():
                     probs[k] = probs.get(k, 0.0) + p * d / durs.sum()
             language = max(probs, key=probs.get)

@@ -145,7 +145,7 @@ class ResemblyzerDiarizer:
             near = idx[np.argmin(np.abs(t[:, None] - centers_a[idx][None, :]), axis=1)]
             lab = labels[near]
             cut = np.flatnonzero(np.diff(lab)) + 1
-            for a, b in zip(np.r_[0, cut], np.r_[cut, len(lab)]):
+            for a, b in zip(np.r_[0, cut], np.r_[cut, len(lab)], strict=False):
                 turns.append([int(lab[a]), s + a * step, min(e, s + b * step)])
         return _rename([tuple(t) for t in self._smooth(turns)])
 

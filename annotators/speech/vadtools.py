@@ -18,7 +18,7 @@ def regions(prob: np.ndarray, hop_s: float, threshold: float = 0.5, min_gap_s: f
     d = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
     out: list[list[float]] = []
-    for s, e in zip(starts * hop_s, ends * hop_s):
+    for s, e in zip(starts * hop_s, ends * hop_s, strict=False):
         if out and s - out[-1][1] < min_gap_s:
             out[-1][1] = e
         else:
@@ -76,7 +76,7 @@ def refine_word_times(words: list, prob: np.ndarray, hop_s: float, threshold: fl
             if w.end_s - new <= max_shift_s:
                 w.end_s = round(float(max(new, w.start_s + hop_s)), 3)
     # Keep the sequence monotonic after the edits.
-    for a, b in zip(words, words[1:]):
+    for a, b in zip(words, words[1:], strict=False):
         if b.start_s < a.end_s:
             b.start_s = a.end_s if a.end_s <= b.end_s else b.start_s
             if b.start_s < a.end_s:
