@@ -1,11 +1,13 @@
 """Sound events with onset/offset from YAMNet frame posteriors, refined on the energy envelope. No Ray here.
 
 1. Each class's posteriors (frame i covers [i*hop, i*hop + window)) are smoothed with a short triangular
-   kernel and thresholded with hysteresis: an event is a run of frames above `off` that reaches `on`.
+   kernel and thresholded with hysteresis: an event is a run of frames whose smoothed posterior stays above
+   `off` and whose raw posterior reaches `on` (smoothing shapes the extent; a sound that fills a single
+   window, which smoothing would halve, is still found).
 2. A run of frames a..b gives coarse times: a sound is first detected in the first window it covers by
    about half, so its onset lies in (a*hop, a*hop + window/2] and its offset in [b*hop + window/2, b*hop + window);
    the coarse estimates are the middles, a*hop + window/4 and b*hop + 3*window/4 (±0.24 s).
-3. Refinement: the mel bands where the event's core stands `min_band_snr_db` over the segment's background
+3. Refinement: the mel bands where the detecting windows stand `min_band_snr_db` over the segment's background
    (20th percentile per band) carry it; their summed energy at 10 ms frames is thresholded at `level` of the
    way (in dB) from the background to the event's peak (and above the background's usual peaks), and the
    first/last crossing near the coarse edges become the onset/offset. Where that envelope stays under the threshold for `split_gap_s`, the event splits.
@@ -45,11 +47,12 @@ def smooth(scores: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def hysteresis_runs(x: np.ndarray, on: float, off: float) -> list[tuple[int, int]]:
-    """Inclusive frame runs [a, b] where x >= off throughout and x >= on somewhere."""
+def hysteresis_runs(x: np.ndarray, on: float, off: float, peak: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Inclusive frame runs [a, b] where x >= off throughout and `peak` (default x) >= on somewhere."""
+    peak = x if peak is None else peak
     above = x >= off
     edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True) if x[a:b].max() >= on]
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True) if peak[a:b].max() >= on]
 
 
 def coarse_events(scores: np.ndarray, classes: np.ndarray, hop_s: float, window_s: float, duration_s: float,
@@ -57,17 +60,18 @@ def coarse_events(scores: np.ndarray, classes: np.ndarray, hop_s: float, window_
     """(event with coarse times, first frame, last frame) for every hysteresis run of the given classes."""
     if scores.size == 0:
         return []
-    sm = smooth(scores[:, classes], smooth_frames)
+    raw = scores[:, classes]
+    sm = np.maximum(smooth(raw, smooth_frames), np.minimum(raw, off))  # a lone frame over `off` stays a run
     out = []
     for j, c in enumerate(classes):
-        for a, b in hysteresis_runs(sm[:, j], on, off):
+        for a, b in hysteresis_runs(sm[:, j], on, off, peak=raw[:, j]):
             start = min(a * hop_s + window_s / 4, duration_s)
             end = min(b * hop_s + 3 * window_s / 4, duration_s)
             if a == 0:
                 start = 0.0  # nothing before the segment: it may have started with it
             if end <= start:
                 end = min(duration_s, start + hop_s)
-            out.append((Event(int(c), start, end, float(sm[a : b + 1, j].max())), a, b))
+            out.append((Event(int(c), start, end, float(raw[a : b + 1, j].max())), a, b))
     return out
 
 
@@ -90,7 +94,7 @@ class BandEnvelope:
 def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, window_s: float, duration_s: float,
                  level: float, min_band_snr_db: float, split_gap_s: float, min_event_s: float) -> list[Event]:
     """The event's onset/offset moved to its band-energy edges; split where that energy pauses."""
-    core = env.frames(a * hop_s + window_s / 4, b * hop_s + 3 * window_s / 4)
+    core = env.frames(a * hop_s, b * hop_s + window_s)  # every window that detected it: a short sound may sit anywhere
     if core.stop - core.start < 1:
         return [ev]
     profile = env.mel[:, core].mean(axis=1)
@@ -103,11 +107,12 @@ def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, win
     peak = float(np.convolve(e[core], np.ones(3) / 3, mode="same").max())  # a short sound may fill little of the core
     if peak - bg < 3.0:
         return [ev]
-    search = env.frames(max(0.0, a * hop_s - window_s / 2), min(duration_s, b * hop_s + 1.25 * window_s))
-    # the background fluctuates: stay above its usual peaks (80th percentile away from the event) too
-    outside = np.ones(e.size, bool)
-    outside[search] = False
-    noise_hi = float(np.percentile(e[outside], 80)) + 1.5 if outside.sum() >= 0.5 * env.fps else bg
+    # a sound can run on past the windows that fired (or start before them): search a window either side
+    search = env.frames(max(0.0, a * hop_s - window_s), min(duration_s, b * hop_s + 2 * window_s))
+    # the background fluctuates: stay above its usual peaks too (95th percentile of the frames within 10 dB of
+    # the background level, wherever they are: other loud events in the segment do not count)
+    quiet = e[e < bg + 10.0]
+    noise_hi = float(np.percentile(quiet, 95)) + 1.0 if quiet.size >= 0.5 * env.fps else bg
     thr = min(max(bg + level * (peak - bg), noise_hi), peak - 3.0)
 
     above = e[search] >= thr
@@ -125,15 +130,15 @@ def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, win
             merged[-1][1] = t
         else:
             merged.append([s, t])
-    # keep the pieces that overlap the coarse event (give or take a quarter window) and are long enough
-    lo, hi = ev.start_s - window_s / 4, ev.end_s + window_s / 4
-    out = []
-    for s, t in merged:
-        start = (search.start + s) / env.fps
-        end = min(duration_s, (search.start + t) / env.fps)
-        if end - start >= min_event_s and end > lo and start < hi:
-            out.append(Event(ev.cls, round(start, 3), round(end, 3), ev.score))
-    return out or [ev]
+    # keep the pieces (long enough) that overlap the middle halves of the detecting windows, where the sound
+    # must mostly be; failing that, those that overlap the windows at all
+    pieces = [((search.start + s) / env.fps, min(duration_s, (search.start + t) / env.fps)) for s, t in merged]
+    pieces = [(p, q) for p, q in pieces if q - p >= min_event_s]
+    for lo, hi in ((ev.start_s, ev.end_s), (a * hop_s, b * hop_s + window_s)):
+        out = [Event(ev.cls, round(p, 3), round(q, 3), ev.score) for p, q in pieces if q > lo and p < hi]
+        if out:
+            return out
+    return [ev]
 
 
 def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
