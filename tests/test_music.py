@@ -180,6 +180,7 @@ def test_full_mix_tempo_key_caption(annotator):
     assert abs(ann.tempo_bpm - bpm) / bpm <= 0.04
     assert mir_eval.beat.f_measure(ref_beats, np.array(ann.beats_s)) >= 0.9
     assert ann.music_key == "E minor"
+    assert ann.time_signature == "4/4"  # chords change on every fourth beat
     assert ann.loudness_lufs is not None and -40 < ann.loudness_lufs < -5
     assert ann.dynamic_range_db is not None and ann.dynamic_range_db >= 0
     assert ann.onset_density is not None and ann.onset_density > 1.0

@@ -39,12 +39,9 @@ def smooth(scores: np.ndarray, width: int) -> np.ndarray:
         return scores
     k = np.bartlett(width + 2)[1:-1]
     k /= k.sum()
-    pad = width // 2
-    padded = np.pad(scores, ((pad, pad), (0, 0)), mode="edge")
-    out = np.empty_like(scores)
-    for c in range(scores.shape[1]):
-        out[:, c] = np.convolve(padded[:, c], k, mode="valid")[: scores.shape[0]]
-    return out
+    from scipy.ndimage import convolve1d
+
+    return convolve1d(scores, k, axis=0, mode="nearest")
 
 
 def hysteresis_runs(x: np.ndarray, on: float, off: float, peak: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -59,6 +56,9 @@ def coarse_events(scores: np.ndarray, classes: np.ndarray, hop_s: float, window_
                   on: float, off: float, smooth_frames: int) -> list[tuple[Event, int, int]]:
     """(event with coarse times, first frame, last frame) for every hysteresis run of the given classes."""
     if scores.size == 0:
+        return []
+    classes = classes[scores[:, classes].max(axis=0) >= on]  # only classes that reach `on` can start events
+    if classes.size == 0:
         return []
     raw = scores[:, classes]
     sm = np.maximum(smooth(raw, smooth_frames), np.minimum(raw, off))  # a lone frame over `off` stays a run
@@ -83,7 +83,8 @@ class BandEnvelope:
         fb = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=sr / 2)
         self.mel = fb @ power + 1e-12  # (N_MELS, F); frame j is centred at j * HOP / sr
         self.fps = sr / HOP
-        self.background = np.percentile(self.mel, 20, axis=1)  # (N_MELS,)
+        k = int(0.2 * (self.mel.shape[1] - 1))
+        self.background = np.partition(self.mel, k, axis=1)[:, k]  # (N_MELS,) 20th percentile per band
         self.frame_power = power.sum(axis=0) / (N_FFT * N_FFT / 2)  # proportional to mean-square power
 
     def frames(self, t0: float, t1: float) -> slice:

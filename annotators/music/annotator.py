@@ -11,9 +11,11 @@ from annotators.general.yamnet import YamNet, class_names
 from annotators.music.features import spectral_features
 from annotators.music.rhythm import Rhythm, analyse_rhythm
 from annotators.music.tags import music_tags
-from annotators.music.tonality import chroma_profile, estimate_key
+from annotators.music.tonality import chromagram, estimate_key
 from schemas.annotation import ModelInfo, MusicAnnotation, Tag
 from schemas.music_config import MusicConfig
+
+CHROMA_HOP = 2048  # 128 ms
 
 
 class MusicAnnotator:
@@ -55,13 +57,14 @@ class MusicAnnotator:
             return ann
 
         spec = spectral_features(audio, sr)
+        chroma = chromagram(audio, sr, hop=CHROMA_HOP)
         rhythm = analyse_rhythm(
             spec.onset_env, spec.low_db, spec.full_db, spec.fps, duration,
             prior_bpm=cfg.tempo_prior_bpm, min_bpm=cfg.min_bpm, max_bpm=cfg.max_bpm,
             octave_ratio=cfg.octave_ratio, min_confidence=cfg.min_tempo_confidence,
-            meter_contrast_db=cfg.meter_contrast_db,
+            meter_contrast_db=cfg.meter_contrast_db, chroma=chroma, chroma_fps=sr / CHROMA_HOP,
         )
-        key = estimate_key(chroma_profile(audio, sr), cfg.key_profile)
+        key = estimate_key(chroma.sum(axis=1), cfg.key_profile)
         key_name = key.name if key.confidence is not None and key.confidence >= cfg.min_key_confidence else None
 
         scores = item.evidence.yamnet_scores if item.evidence is not None else None

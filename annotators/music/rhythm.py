@@ -63,7 +63,8 @@ def _autocorr_at(env: np.ndarray, lag: float) -> float:
     return best
 
 
-def _global_tempo(env: np.ndarray, fps: float, prior_bpm: float, max_bpm: float, std_octaves: float = 1.0) -> float:
+def _global_tempo(env: np.ndarray, fps: float, prior_bpm: float, min_bpm: float, max_bpm: float,
+                  std_octaves: float = 1.0) -> float:
     """librosa.feature.tempo's estimate (autocorrelation weighted by a log-normal prior around `prior_bpm`),
     from one autocorrelation of the whole envelope instead of a tempogram frame by frame (~20x cheaper)."""
     x = env - env.mean()
@@ -72,7 +73,7 @@ def _global_tempo(env: np.ndarray, fps: float, prior_bpm: float, max_bpm: float,
     ac = np.fft.irfft(np.abs(spec) ** 2)[:n]
     ac /= np.maximum(n - np.arange(n), 1)  # unbiased: each lag averages over its overlap
     ac /= max(float(ac[0]), 1e-12)
-    max_lag = min(n - 1, int(fps * 60.0 / 30.0))  # down to 30 BPM
+    max_lag = min(n - 1, int(fps * 60.0 / min_bpm))
     lags = np.arange(1, max_lag + 1)
     bpms = 60.0 * fps / lags
     logprior = -0.5 * ((np.log2(bpms) - np.log2(prior_bpm)) / std_octaves) ** 2
@@ -103,14 +104,13 @@ def _refine_tempo(beats: np.ndarray) -> float | None:
     return 60.0 / float(np.mean(ibi[ok])) if ok.any() else 60.0 / med
 
 
-def _time_signature(low_db: np.ndarray, full_db: np.ndarray, beat_frames: np.ndarray, min_bars: int,
-                    min_contrast_db: float, max_low_deficit_db: float = 20.0) -> str | None:
-    """"3/4" or "4/4" when the low-band level at the beats (kick drum, bass notes) peaks every 3 beats, or
+def _meter_from_bass(low_db: np.ndarray, full_db: np.ndarray, beat_frames: np.ndarray, min_bars: int,
+                     min_contrast_db: float, max_low_deficit_db: float = 20.0) -> int | None:
+    """3, or 2/4 (duple), when the low-band level at the beats (kick drum, bass notes) peaks every 3 beats, or
     every 2 or 4, on one consistent phase with at least `min_contrast_db` over the other beats; else None.
 
     low_db / full_db: per-frame level (dB) of the bands under LOW_BAND_HZ / of all bands. Without bass content
     (low bands `max_low_deficit_db` under the full band at the beats) there is nothing to read: None.
-    A duple meter is reported as "4/4".
     """
     if beat_frames.size < 2 * min_bars:
         return None
@@ -123,24 +123,45 @@ def _time_signature(low_db: np.ndarray, full_db: np.ndarray, beat_frames: np.nda
         return None
     best: tuple[float, int] = (0.0, 0)
     for meter in (2, 3, 4):
-        n_bars = a.size // meter
-        if n_bars < min_bars:
-            continue
         for ph in range(meter):
             bars = a[ph : ph + meter * ((a.size - ph) // meter)].reshape(-1, meter)
             if bars.shape[0] < min_bars:
                 continue
-            others = bars[:, 1:]
-            contrast = float(np.median(bars[:, 0] - others.max(axis=1)))  # downbeat over the loudest other beat
-            if meter == 4:
-                contrast = float(np.median(bars[:, 0] - np.delete(bars, [0, 2], axis=1).max(axis=1)))
-            consistent = float(np.mean(bars[:, 0] >= others.max(axis=1) if meter != 4 else
-                                       bars[:, 0] >= np.delete(bars, [0, 2], axis=1).max(axis=1)))
+            # the downbeat against the loudest other beat (in 4, beat 3 may be as strong as beat 1)
+            others = bars[:, 1:] if meter != 4 else bars[:, [1, 3]]
+            contrast = float(np.median(bars[:, 0] - others.max(axis=1)))
+            consistent = float(np.mean(bars[:, 0] >= others.max(axis=1)))
             if consistent >= 0.75 and contrast > best[0]:
                 best = (contrast, meter)
-    if best[0] < min_contrast_db:
+    return best[1] if best[0] >= min_contrast_db else None
+
+
+def _meter_from_harmony(chroma: np.ndarray, chroma_fps: float, beats_s: np.ndarray, min_bars: int,
+                        min_change: float = 0.05) -> int | None:
+    """3 or 4 when the harmony (beat-synchronous chroma) changes on one phase every 3 or every 4 beats: chords
+    change on the bar line. None when the changes show no such period."""
+    if chroma is None or beats_s.size < 3 * min_bars + 1:
         return None
-    return "3/4" if best[1] == 3 else "4/4"
+    t = np.arange(chroma.shape[1]) / chroma_fps
+    edges = np.searchsorted(t, beats_s)
+    sync = [chroma[:, a:b].mean(axis=1) if b > a else chroma[:, min(a, chroma.shape[1] - 1)]
+            for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    sync = np.array(sync)  # (beats - 1, 12): the chroma of each beat interval
+    norm = np.linalg.norm(sync, axis=1) + 1e-12
+    cos = np.sum(sync[1:] * sync[:-1], axis=1) / (norm[1:] * norm[:-1])
+    change = np.concatenate([[0.0], 1.0 - cos])  # change[k]: harmony change entering beat interval k
+    best: tuple[float, int] = (0.0, 0)
+    for meter in (3, 4):
+        for ph in range(meter):
+            bars = change[ph + meter if ph == 0 else ph :]
+            bars = bars[: meter * (bars.size // meter)].reshape(-1, meter)
+            if bars.shape[0] < min_bars:
+                continue
+            down, rest = float(bars[:, 0].mean()), float(bars[:, 1:].mean())
+            score = down - rest
+            if down >= min_change and down >= 2.0 * rest and score > best[0]:
+                best = (score, meter)
+    return best[1] or None
 
 
 def analyse_rhythm(
@@ -157,11 +178,14 @@ def analyse_rhythm(
     min_confidence: float = 0.1,
     min_bars_for_meter: int = 3,
     meter_contrast_db: float = 3.0,
+    chroma: np.ndarray | None = None,
+    chroma_fps: float = 0.0,
 ) -> Rhythm:
     """Tempo, beats, meter and onset density from an onset envelope at `fps` frames per second.
 
     env: onset strength (all bands); low_db / full_db: level (dB) of the low bands, whose peaks mark
-    downbeats, and of all bands.
+    downbeats, and of all bands; chroma (12, n) at chroma_fps frames per second, whose changes mark bar lines.
+    The meter is read from the bass accents first, from the chord changes when the bass shows none.
     """
     hop = 1.0 / fps
     onsets = librosa.onset.onset_detect(onset_envelope=env, sr=int(round(fps)), hop_length=1, units="frames")
@@ -170,7 +194,7 @@ def analyse_rhythm(
         return Rhythm(None, None, [], None, density)
 
     sr_eq, hop_eq = int(round(fps * 100)), 100  # librosa wants (sr, hop_length); only their ratio matters
-    t0 = _global_tempo(env, fps, prior_bpm, max_bpm * 1.5)
+    t0 = _global_tempo(env, fps, prior_bpm, min_bpm, max_bpm * 1.5)
     tempo = t0
     period = 60.0 * fps / t0
     ac_here = _autocorr_at(env, period)
@@ -196,5 +220,8 @@ def analyse_rhythm(
     conf = float(np.clip(_autocorr_at(env, 60.0 * fps / tempo), 0.0, 1.0))
     if conf < min_confidence:
         return Rhythm(None, conf, [], None, density)
-    meter = _time_signature(low_db, full_db, beat_frames, min_bars_for_meter, meter_contrast_db)
-    return Rhythm(float(tempo), conf, [round(float(b), 3) for b in beats], meter, density)
+    meter = _meter_from_bass(low_db, full_db, beat_frames, min_bars_for_meter, meter_contrast_db)
+    if meter is None and chroma is not None:
+        meter = _meter_from_harmony(chroma, chroma_fps, beats, min_bars_for_meter)
+    signature = None if meter is None else ("3/4" if meter == 3 else "4/4")
+    return Rhythm(float(tempo), conf, [round(float(b), 3) for b in beats], signature, density)

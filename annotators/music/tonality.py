@@ -44,6 +44,11 @@ class Key:
 
 def chroma_profile(audio: np.ndarray, sr: int, hop: int = 2048) -> np.ndarray:
     """(12,) pitch-class profile: CQT chroma (C1..B7), log-compressed per frame, summed over time."""
+    return chromagram(audio, sr, hop).sum(axis=1)
+
+
+def chromagram(audio: np.ndarray, sr: int, hop: int = 2048) -> np.ndarray:
+    """(12, frames) CQT chroma (C1..B7, tuning estimated), log-compressed: log(1 + 10 c / max c)."""
     n_octaves = 7
     while n_octaves > 1 and librosa.note_to_hz("C1") * 2**n_octaves > sr / 2:
         n_octaves -= 1
@@ -51,8 +56,8 @@ def chroma_profile(audio: np.ndarray, sr: int, hop: int = 2048) -> np.ndarray:
                                         n_octaves=n_octaves, norm=None)
     peak = float(chroma.max())
     if peak <= 0:
-        return np.zeros(12)
-    return np.log1p(10.0 * chroma / peak).sum(axis=1)
+        return np.zeros_like(chroma)
+    return np.log1p(10.0 * chroma / peak)
 
 
 MIN_CHROMA_CV = 0.15  # coefficient of variation of the profile: noise ~0.01, a drum kit ~0.1, music 0.3+
