@@ -19,7 +19,7 @@ class SpectralFeatures:
     onset_env: np.ndarray  # (F,) onset strength, all bands
     low_db: np.ndarray  # (F,) level of the bands under LOW_BAND_HZ, dB
     full_db: np.ndarray  # (F,) level of all bands, dB
-    centroid_hz: float | None  # energy-weighted mean spectral centroid
+    centroid_hz: float | None  # spectral centroid (magnitude-weighted, pooled over frames)
 
 
 def spectral_features(audio: np.ndarray, sr: int) -> SpectralFeatures:
@@ -37,9 +37,11 @@ def spectral_features(audio: np.ndarray, sr: int) -> SpectralFeatures:
     low_db = 10.0 * np.log10(np.maximum(low_power, 1e-10))
     energy = power.sum(axis=0)
     full_db = 10.0 * np.log10(np.maximum(energy, 1e-10))
+    mag = np.sqrt(power)
     if energy.sum() > 0:
         freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
-        centroid = float((freqs @ power).sum() / energy.sum())  # sum_t sum_f f P / sum_t sum_f P
+        # magnitude-weighted as librosa's spectral_centroid, pooled over frames (loud frames count more)
+        centroid = float((freqs @ mag).sum() / mag.sum())
     else:
         centroid = None
     return SpectralFeatures(sr / HOP, env, low_db, full_db, centroid)

@@ -9,6 +9,7 @@ the relative major on aeolian progressions far more often).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -52,8 +53,10 @@ def chromagram(audio: np.ndarray, sr: int, hop: int = 2048) -> np.ndarray:
     n_octaves = 7
     while n_octaves > 1 and librosa.note_to_hz("C1") * 2**n_octaves > sr / 2:
         n_octaves -= 1
-    chroma = librosa.feature.chroma_cqt(y=audio, sr=sr, hop_length=hop, fmin=librosa.note_to_hz("C1"),
-                                        n_octaves=n_octaves, norm=None)
+    with warnings.catch_warnings():  # short segments: the CQT's octave-downsampled signals get short
+        warnings.filterwarnings("ignore", message="n_fft=.*is too large", category=UserWarning)
+        chroma = librosa.feature.chroma_cqt(y=audio, sr=sr, hop_length=hop, fmin=librosa.note_to_hz("C1"),
+                                            n_octaves=n_octaves, norm=None)
     peak = float(chroma.max())
     if peak <= 0:
         return np.zeros_like(chroma)
