@@ -1,8 +1,9 @@
 """Music branch against synthesised truth: click tracks and GM drum grooves at known tempi, progressions in
 known keys rendered with FluidR3 instruments, a known-level tone, a melody of known range.
 
-Measured on this machine (see the closing note of the branch): every click track and groove within 0.1% of
-its tempo, beat F-measure >= 0.93, key weighted score 0.9+ over 16 renders in 16 keys.
+Measured when written: 13 click tracks (60–180 BPM) and 10 GM drum grooves (60–175 BPM) all within 0.1% of
+their tempo, beat F-measure 0.96–0.99 (clicks) and 1.0 (grooves), beats within ~12 ms of the hits; mir_eval key
+weighted score 0.96 over 16 renders in 16 keys (exact 15/16; minor keys 0.91).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def test_drum_groove_tempo_and_beats(annotator, grooves):
         dev = np.abs(est[:, None] - ref_beats[None, :]).min(axis=1)
         assert np.median(dev) < 0.03, (bpm, np.median(dev))
         assert ann.time_signature != "3/4"
-    assert np.mean(f_scores) >= 0.93
+    assert np.mean(f_scores) >= 0.95
 
 
 def test_waltz_reads_as_three_four(annotator):

@@ -22,8 +22,12 @@ class SpectralFeatures:
     centroid_hz: float | None  # spectral centroid (magnitude-weighted, pooled over frames)
 
 
+PAD_FRAMES = 10  # silence prepended so that an onset at the very start has a frame before it to differ from
+
+
 def spectral_features(audio: np.ndarray, sr: int) -> SpectralFeatures:
-    power = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=HOP)) ** 2  # (1 + N_FFT/2, F)
+    padded = np.concatenate([np.zeros(PAD_FRAMES * HOP, np.float32), np.asarray(audio, np.float32)])
+    power = np.abs(librosa.stft(padded, n_fft=N_FFT, hop_length=HOP)) ** 2  # (1 + N_FFT/2, PAD_FRAMES + F)
     mel_fb = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=sr / 2)
     mel_db = librosa.power_to_db(mel_fb @ power, ref=1.0, top_db=80.0)  # (N_MELS, F)
     env = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=HOP, center=False)  # S is already centred
@@ -31,6 +35,7 @@ def spectral_features(audio: np.ndarray, sr: int) -> SpectralFeatures:
     # centre: delay the envelope by that much so that peaks sit on the onsets (measured: -20 ms otherwise)
     lag = int(round(N_FFT / 4 / HOP))
     env = np.concatenate([np.zeros(lag, env.dtype), env[:-lag]]) if lag else env
+    env, mel_db, power = env[PAD_FRAMES:], mel_db[:, PAD_FRAMES:], power[:, PAD_FRAMES:]  # frame 0 = time 0
     mel_freqs = librosa.mel_frequencies(n_mels=N_MELS, fmin=30.0, fmax=sr / 2)
     low = mel_freqs <= LOW_BAND_HZ
     low_power = (mel_fb[low] @ power).sum(axis=0) if low.any() else power.sum(axis=0)

@@ -35,10 +35,19 @@ def _comb(env: np.ndarray, period: float, phase: float) -> float:
 
 
 def _best_phase(env: np.ndarray, period: float) -> tuple[float, float]:
+    """The phase (frames) whose comb of period `period` falls best on the envelope's peaks, and its strength.
+
+    The phase is chosen on a smoothed envelope at the exact comb positions (the +-2-frame maximum of `_comb`
+    makes five neighbouring phases tie, and the first of them sits at the edge of the peaks)."""
+    smooth = np.convolve(env, np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0, mode="same")
     phases = np.arange(0.0, period, 1.0)
-    strengths = [_comb(env, period, ph) for ph in phases]
-    k = int(np.argmax(strengths))
-    return float(phases[k]), float(strengths[k])
+    scores = []
+    for ph in phases:
+        pos = np.round(np.arange(ph, smooth.size, period)).astype(int)
+        pos = pos[pos < smooth.size]
+        scores.append(float(smooth[pos].mean()) if pos.size else 0.0)
+    phase = float(phases[int(np.argmax(scores))])
+    return phase, _comb(env, period, phase)
 
 
 def _offbeat_ratio(env: np.ndarray, period: float) -> float:
@@ -210,9 +219,13 @@ def analyse_rhythm(
     while tempo < min_bpm and tempo * 2 <= max_bpm:
         tempo *= 2
 
-    _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr_eq, hop_length=hop_eq, bpm=tempo,
-                                             units="frames", trim=True)
-    beat_frames = np.asarray(beat_frames, dtype=int)
+    # librosa's tracker does not place a beat on the first frames nor reliably on the last onset: give it a
+    # second of silence on either side, then keep the beats that fall inside the segment
+    pad = int(round(fps))
+    _, beat_frames = librosa.beat.beat_track(onset_envelope=np.pad(env, (pad, pad)), sr=sr_eq, hop_length=hop_eq,
+                                             bpm=tempo, units="frames", trim=True)
+    beat_frames = np.asarray(beat_frames, dtype=int) - pad
+    beat_frames = beat_frames[(beat_frames >= 0) & (beat_frames < env.size)]
     beats = beat_frames * hop
     refined = _refine_tempo(beats)
     if refined is not None and abs(refined / tempo - 1) < 0.08:
