@@ -198,3 +198,9 @@ def test_real_event_sounds_freedesktop(annotator):
         best = max(cands, key=lambda e: e.score)
         assert abs(best.start_s - start) <= 0.15 and abs(best.end_s - end) <= 0.3, (start, end, best)
     assert found >= 2, ann.events
+
+
+def test_factory_and_models(annotator):
+    assert build_sound_event_annotator(GeneralConfig(enabled=False)) is None
+    models = annotator.models()
+    assert models["sound.events"].name.startswith("yamnet") and models["sound.dsp"].version

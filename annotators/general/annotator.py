@@ -85,8 +85,8 @@ class SoundEventAnnotator:
             elif ev.end_s - ev.start_s >= cfg.min_event_s:
                 events.append(ev)
         events = merge_same_class(events, cfg.merge_gap_s)
-        events = sorted(events, key=lambda e: -e.score)[: cfg.max_events]
-        events.sort(key=lambda e: (e.start_s, -e.score))
+        events = sorted(events, key=lambda e: (-e.score, -e.mean))[: cfg.max_events]
+        events.sort(key=lambda e: (e.start_s, -e.score, -e.mean))  # the caption keeps this order among ties
 
         mean = scores.mean(axis=0) if scores.size else np.zeros(N_CLASSES)
         scene = [self._labels[c] for c in self._scene_classes[np.argsort(-mean[self._scene_classes])]

@@ -30,7 +30,8 @@ class Event:
     cls: int
     start_s: float
     end_s: float
-    score: float
+    score: float  # the class's highest posterior over the event's frames
+    mean: float = 0.0  # its mean posterior over them (breaks ties between the model's quantised steps)
 
 
 def smooth(scores: np.ndarray, width: int) -> np.ndarray:
@@ -71,7 +72,8 @@ def coarse_events(scores: np.ndarray, classes: np.ndarray, hop_s: float, window_
                 start = 0.0  # nothing before the segment: it may have started with it
             if end <= start:
                 end = min(duration_s, start + hop_s)
-            out.append((Event(int(c), start, end, float(raw[a : b + 1, j].max())), a, b))
+            run = raw[a : b + 1, j]
+            out.append((Event(int(c), start, end, float(run.max()), float(run.mean())), a, b))
     return out
 
 
@@ -136,7 +138,7 @@ def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, win
     pieces = [((search.start + s) / env.fps, min(duration_s, (search.start + t) / env.fps)) for s, t in merged]
     pieces = [(p, q) for p, q in pieces if q - p >= min_event_s]
     for lo, hi in ((ev.start_s, ev.end_s), (a * hop_s, b * hop_s + window_s)):
-        out = [Event(ev.cls, round(p, 3), round(q, 3), ev.score) for p, q in pieces if q > lo and p < hi]
+        out = [Event(ev.cls, round(p, 3), round(q, 3), ev.score, ev.mean) for p, q in pieces if q > lo and p < hi]
         if out:
             return out
     return [ev]
@@ -150,8 +152,9 @@ def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
         if last is not None and last.cls == ev.cls and ev.start_s - last.end_s < gap_s:
             last.end_s = max(last.end_s, ev.end_s)
             last.score = max(last.score, ev.score)
+            last.mean = max(last.mean, ev.mean)
         else:
-            out.append(Event(ev.cls, ev.start_s, ev.end_s, ev.score))
+            out.append(Event(ev.cls, ev.start_s, ev.end_s, ev.score, ev.mean))
     return out
 
 
