@@ -17,6 +17,7 @@ from pipeline.plan import build_plan
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.ingest import filesystem_for, list_sources
+from stages.rows import merge_stats
 from stages.shard_writer import (
     ShardCounter,
     ShardWriter,
@@ -80,10 +81,9 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     wall = time.time() - t0
     stages: dict[str, dict] = {}
     for r in results:
-        for stage, s in r["stats"].items():
-            cur = stages.setdefault(stage, {"rows": 0, "seconds": 0.0})
-            cur["rows"] += s["rows"]
-            cur["seconds"] = round(cur["seconds"] + s["seconds"], 3)
+        merge_stats(stages, r["stats"])
+    for s in stages.values():
+        s["seconds"] = round(s["seconds"], 3)
     audio_s = sum(r["audio_s"] for r in results)
     by_error = Counter()
     for q in _read_quarantine(output):

@@ -33,11 +33,7 @@ def to_rows(batch: dict[str, np.ndarray]) -> list[dict]:
 
 def to_batch(rows: Iterable[dict]) -> dict[str, np.ndarray]:
     rows = list(rows)
-    out = {}
-    for c in COLUMNS:
-        vals = [r[c] for r in rows]
-        out[c] = np.array(vals, dtype=object) if c in ("audio", "evidence") else np.array(vals, dtype=object)
-    return out
+    return {c: np.array([r[c] for r in rows], dtype=object) for c in COLUMNS}
 
 
 def row(kind: str, payload: str, key: str = "", audio: bytes = b"", evidence: bytes = b"",
@@ -81,12 +77,17 @@ def evidence_of(r: dict) -> SegmentEvidence | None:
                            z["vad_prob"].astype(np.float32))
 
 
+def merge_stats(into: dict, other: dict) -> dict:
+    """Add per-stage {"rows", "seconds"} counts of `other` into `into` (returned)."""
+    for stage, s in other.items():
+        cur = into.setdefault(stage, {"rows": 0, "seconds": 0.0})
+        cur["rows"] += s["rows"]
+        cur["seconds"] += s["seconds"]
+    return into
+
+
 def add_stats(r: dict, stage: str, seconds: float, rows: int = 1) -> None:
-    s = json.loads(r["stats"] or "{}")
-    cur = s.setdefault(stage, {"rows": 0, "seconds": 0.0})
-    cur["rows"] += rows
-    cur["seconds"] += seconds
-    r["stats"] = json.dumps(s)
+    r["stats"] = json.dumps(merge_stats(json.loads(r["stats"] or "{}"), {stage: {"rows": rows, "seconds": seconds}}))
 
 
 @contextmanager

@@ -12,18 +12,19 @@ from schemas.annotation import ModelInfo, SegmentAnnotation
 from schemas.config import JobConfig
 from schemas.keys import segment_key
 from stages.ingest import IngestError, SourceInfo, decode_stream
-from stages.rows import add_stats, audio_bytes, evidence_bytes, quarantine, row, timed, to_batch, to_rows
+from stages.rows import (
+    add_stats,
+    audio_bytes,
+    evidence_bytes,
+    merge_stats,
+    quarantine,
+    row,
+    timed,
+    to_batch,
+    to_rows,
+)
 
 STAGE = "segment"
-
-
-def _merge_stats(a: str, b: str) -> str:
-    out = json.loads(a or "{}")
-    for stage, s in json.loads(b or "{}").items():
-        cur = out.setdefault(stage, {"rows": 0, "seconds": 0.0})
-        cur["rows"] += s["rows"]
-        cur["seconds"] += s["seconds"]
-    return json.dumps(out)
 
 
 class EventSegmenter:
@@ -63,7 +64,7 @@ class EventSegmenter:
                 continue
             for n, new in enumerate(self._segment_source(SourceInfo(**json.loads(r["payload"])))):
                 if n == 0:  # the source's own stats (ingest) travel on with its first output row
-                    new["stats"] = _merge_stats(r["stats"], new["stats"])
+                    new["stats"] = json.dumps(merge_stats(json.loads(r["stats"]), json.loads(new["stats"])))
                 pending.append(new)
                 if len(pending) >= self.flush_every:
                     yield to_batch(pending)

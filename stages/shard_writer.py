@@ -33,7 +33,7 @@ from ray.data.datasource.datasink import Datasink, WriteResult
 from schemas.annotation import QuarantineRecord, SegmentAnnotation
 from schemas.tables import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, manifest_row, quarantine_row
 from stages.ingest import filesystem_for
-from stages.rows import audio_of, to_rows
+from stages.rows import audio_of, merge_stats, to_rows
 
 SHARD_RE = re.compile(r"shard-(\d{6,})\.(tar|keys\.json)$")
 
@@ -51,8 +51,11 @@ class ShardCounter:
 
 
 # ------------------------------------------------------------------ filesystem helpers
-def _copy(src_path: str, out) -> None:
-    with open(src_path, "rb") as src:
+def _write(out, data: bytes | None, local_file: str | None) -> None:
+    if local_file is None:
+        out.write(data)
+        return
+    with open(local_file, "rb") as src:
         while chunk := src.read(8 << 20):
             out.write(chunk)
 
@@ -63,11 +66,11 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, loca
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
         with open(tmp, "wb") as out:
-            _copy(local_file, out) if local_file else out.write(data)
+            _write(out, data, local_file)
         os.replace(tmp, path)
     else:  # an object becomes visible only when its upload completes
         with fs.open_output_stream(path) as out:
-            _copy(local_file, out) if local_file else out.write(data)
+            _write(out, data, local_file)
 
 
 def committed_shards(output: str) -> dict[str, list[str]]:
@@ -171,10 +174,7 @@ class ShardWriter(Datasink[dict]):
             for block in blocks:
                 batch = BlockAccessor.for_block(block).to_batch_format("numpy")
                 for r in to_rows(batch):
-                    for stage, s in json.loads(r["stats"] or "{}").items():
-                        cur = stats.setdefault(stage, {"rows": 0, "seconds": 0.0})
-                        cur["rows"] += s["rows"]
-                        cur["seconds"] += s["seconds"]
+                    merge_stats(stats, json.loads(r["stats"] or "{}"))
                     if r["kind"] == "quarantine":
                         quarantined.append(quarantine_row(QuarantineRecord.model_validate_json(r["payload"])))
                         continue
