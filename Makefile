@@ -20,8 +20,8 @@ apt:
 	fi
 
 $(STAMP): requirements.txt pyproject.toml
-	@command -v $(PY) >/dev/null || PY=python3; \
-	[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	@py=$$(command -v $(PY) || command -v python3); \
+	[ -x $(BIN)/python ] || $$py -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
 	$(BIN)/pip install -q -r requirements.txt
 	# These packages declare heavy or broken dependencies (TensorFlow, webrtcvad source build): no-deps.
