@@ -31,3 +31,14 @@ def ray_local(tmp_path_factory):
                  _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, OpenMP threads that spin-wait cost 5-10x."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -176,20 +176,13 @@ def test_killed_between_tar_and_sidecar_is_redone_exactly_once(job, corpus, tmp_
     assert not list((work / "shards").glob(".tmp-*"))
 
 
-def test_tiny_trainer_learns_from_the_jobs_shards(job, tmp_path):
+def test_tiny_trainer_learns_from_the_jobs_shards(job, tmp_path, one_thread):
     """The annotate job's real shards feed the bundled trainer: the tiny model's loss halves in 30 steps."""
-    import torch
-
     from tests.test_trainer_train import run, tiny
 
     _, out = job
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = tiny(max_steps=30, warmup_steps=5, shuffle_buffer=0, lr=5e-3, min_lr=5e-3)
-        cfg.train.tokens_per_batch = cfg.train.max_seq_len = 1536
-        logs, _ = run(cfg, [out / "shards"], tmp_path / "run")
-    finally:
-        torch.set_num_threads(threads)
+    cfg = tiny(max_steps=30, warmup_steps=5, shuffle_buffer=0, lr=5e-3, min_lr=5e-3)
+    cfg.train.tokens_per_batch = cfg.train.max_seq_len = 1536
+    logs, _ = run(cfg, [out / "shards"], tmp_path / "run")
     assert len(logs) == 30
     assert logs[-1]["loss"] < logs[0]["loss"] / 2, (logs[0], logs[-1])

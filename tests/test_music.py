@@ -22,6 +22,7 @@ from schemas.annotation import MusicAnnotation, SegmentAnnotation, SpeechAnnotat
 from schemas.music_config import MusicConfig
 from schemas.tables import MANIFEST_SCHEMA, manifest_row
 from tests import synth_music as sm
+from tests.branch_fixtures import make_segment
 
 pytestmark = pytest.mark.skipif(not sm.have_fluidsynth(), reason="fluidsynth + FluidR3_GM.sf2 needed")
 
@@ -29,11 +30,7 @@ SR = sm.SR
 
 
 def _segment(**kw) -> SegmentAnnotation:
-    base = dict(key="k", source_uri="mem://x", source_sha256="0" * 64, sample_rate=SR, start_sample=0,
-                end_sample=SR, start_s=0.0, end_s=1.0, duration_s=1.0, cut_reasons=["source_start", "source_end"],
-                routes=["music"], speech_share=0.0, music_share=1.0, other_share=0.0, config_hash="h")
-    base.update(kw)
-    return SegmentAnnotation(**base)
+    return make_segment(["music"], sample_rate=SR, **kw)
 
 
 def _item(audio: np.ndarray, evidence: SegmentEvidence | None = None, segment: SegmentAnnotation | None = None):

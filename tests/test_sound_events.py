@@ -20,6 +20,7 @@ from schemas.annotation import SegmentAnnotation, SoundAnnotation
 from schemas.general_config import GeneralConfig
 from schemas.tables import MANIFEST_SCHEMA, manifest_row
 from tests import synth_music as sm
+from tests.branch_fixtures import make_segment
 
 SR = sm.SR
 NOISE_LABELS = {"White noise", "Noise", "Pink noise", "Static", "Hiss"}
@@ -28,11 +29,7 @@ FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
 
 
 def _segment(**kw) -> SegmentAnnotation:
-    base = dict(key="k", source_uri="mem://x", source_sha256="0" * 64, sample_rate=SR, start_sample=0,
-                end_sample=SR, start_s=0.0, end_s=1.0, duration_s=1.0, cut_reasons=["pause", "pause"],
-                routes=["general"], speech_share=0.0, music_share=0.0, other_share=1.0, config_hash="h")
-    base.update(kw)
-    return SegmentAnnotation(**base)
+    return make_segment(["general"], sample_rate=SR, **kw)
 
 
 def _item(audio: np.ndarray, evidence: SegmentEvidence | None = None) -> BranchInput:

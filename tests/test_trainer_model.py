@@ -22,13 +22,7 @@ from trainer.tokenizer import AUDIO, ByteTokenizer
 TOK = ByteTokenizer()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads that spin-wait cost 5-10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(deepstack=True, seed=0):
