@@ -55,8 +55,10 @@ class SpeechAnnotator:
         }
         if self.diarizer is not None:
             out["speech.diarization"] = ModelInfo(name=self.diarizer.name, version=self.diarizer.version)
+        packages = {"dnsmos": "speechmos", "loudness": "pyloudnorm", "pitch": "pesto-pitch"}
         for k, name in self.para.models().items():
-            out[f"speech.{k}"] = ModelInfo(name=name, version="")
+            pkg = "librosa" if k == "pitch" and "pyin" in name else packages.get(k)
+            out[f"speech.{k}"] = ModelInfo(name=name, version=_version(pkg) if pkg else "")
         return out
 
     def annotate(self, items: list[BranchInput]) -> list[SpeechAnnotation]:
