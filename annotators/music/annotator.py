@@ -8,6 +8,7 @@ import numpy as np
 from annotators.base import BranchInput
 from annotators.general.levels import dynamic_range_db, loudness_lufs
 from annotators.general.yamnet import YamNet, class_names
+from annotators.general.yamnet import package_version as yamnet_version
 from annotators.music.features import spectral_features
 from annotators.music.rhythm import Rhythm, analyse_rhythm
 from annotators.music.tags import music_tags
@@ -33,7 +34,7 @@ class MusicAnnotator:
 
     def models(self) -> dict[str, ModelInfo]:
         out = {
-            "music.tags": ModelInfo(name=YamNet.name, version="AudioSet-521"),
+            "music.tags": ModelInfo(name=YamNet.name, version=yamnet_version()),
             "music.dsp": ModelInfo(name="librosa", version=librosa.__version__),
             "music.loudness": ModelInfo(name="pyloudnorm", version=_version("pyloudnorm")),
         }
