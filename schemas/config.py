@@ -51,6 +51,8 @@ class SegmenterConfig(_Section):
     split_silence_s: float = Field(1.0, gt=0, description="silence this long always separates segments")
     pause_margin_db: float = Field(6.0, ge=0, description="a pause may sit this far above the noise floor")
     segment_penalty: float = Field(1.2, ge=0, description="cost of one more cut; weaker boundaries are skipped")
+    target_segment_s: float = Field(10.0, gt=0, description="segments shorter than this pay short_segment_cost")
+    short_segment_cost: float = Field(0.6, ge=0, description="cost of a segment far shorter than the target")
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     use_vad: bool = True
     use_yamnet: bool = True

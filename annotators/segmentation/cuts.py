@@ -2,9 +2,11 @@
 
 A cut may only fall in a pause (quiet, no speech), at a change of sound class, or at a spectral-novelty
 peak, placed at the quietest non-speech frame nearby: never inside a word, a note or a sound event.
-Content separated by `split_silence_s` of silence forms islands that are segmented independently; an
-island longer than `max_segment_s` is cut by dynamic programming over the candidates, and only when no
-candidate fits is a cut forced at the deepest energy dip (`forced_max_length`).
+Content separated by `split_silence_s` of silence forms islands that are segmented independently. An
+island that can hold two segments is cut by dynamic programming over the candidates: each cut earns its
+boundary's strength and pays `segment_penalty`, a segment shorter than `target_segment_s` pays up to
+`short_segment_cost`, and every segment must lie in [min_segment_s, max_segment_s]. Only when no candidate
+fits is a cut forced at the least harmful frame (`forced_max_length`).
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ def _split_island(ev: FrameEvidence, lv: Levels, lo: int, a: int, b: int, hi: in
     """Cut the island [a, b) (padded extent [lo, hi)) into segments within [min, max] length."""
     hop = ev.hop_s
     min_f, max_f = cfg.min_segment_s / hop, cfg.max_segment_s / hop
+    target_f = min(max(cfg.target_segment_s, cfg.min_segment_s), cfg.max_segment_s) / hop
     pts = [_Cut(lo, lo, lo, 0.0, start_reason)] + _candidates(ev, lv, a, b, cfg) + [_Cut(hi, hi, hi, 0.0, end_reason)]
     n = len(pts)
     best = np.full(n, -np.inf)
@@ -171,8 +174,11 @@ def _split_island(ev: FrameEvidence, lv: Levels, lo: int, a: int, b: int, hi: in
             length = pts[j].left_end - pts[i].right_start
             if length > max_f:
                 break
-            if length >= min_f and best[i] + gain > best[j]:
-                best[j], back[j] = best[i] + gain, i
+            if length < min_f:
+                continue
+            score = best[i] + gain - cfg.short_segment_cost * max(0.0, target_f - length) / target_f
+            if score > best[j]:
+                best[j], back[j] = score, i
     if not np.isfinite(best[-1]):  # no candidate arrangement fits: equal forced cuts
         k = int(np.ceil((hi - lo) / max_f))
         edges = np.linspace(lo, hi, k + 1).round().astype(int)
