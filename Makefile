@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
-APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop
+APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop asterisk-moh-opsound-wav
 DEMO_OUT ?= demo_out
 
 .PHONY: install apt demo test test-fast lint bench clean

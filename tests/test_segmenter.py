@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,29 @@ def test_shares_follow_the_content(mixed, evidence_models):
     assert music.music_share > 0.6 and music.speech_share < 0.1
     assert speech.evidence.yamnet_scores.shape[1] == 521
     assert speech.evidence.vad_prob.max() > 0.9
+
+
+OPSOUND = Path("/usr/share/asterisk/moh")
+
+
+@pytest.mark.skipif(not OPSOUND.exists(), reason="asterisk-moh-opsound-wav is installed by `make install`")
+@pytest.mark.parametrize("name", ["macroform-cold_day.wav", "manolo_camp-morning_coffee.wav"])
+def test_real_music_is_cut_in_dips_between_notes(evidence_models, name):
+    """Real recorded music has no silences: cuts land just before onsets, where the level dips."""
+    from annotators.segmentation.evidence import frame_energy_db
+    from stages.ingest import decode_stream, probe
+
+    x = np.concatenate(list(decode_stream(probe(str(OPSOUND / name), 1 << 40))))
+    cfg = SegmenterConfig()
+    segs = segment(x, evidence_models, cfg)
+    assert len(segs) >= 3
+    energy = frame_energy_db(x, 320)
+    inner = segs[:-1]
+    for s in inner:
+        f = s.end_sample // 320
+        local = np.median(energy[max(0, f - 50) : f + 50])  # +-1 s around the cut
+        assert energy[f] <= local, (s.end_sample / S.SR, energy[f], local)
+        assert s.end_sample - s.start_sample <= cfg.max_segment_s * S.SR
+    forced = [s for s in inner if s.cut_reasons[1] == "forced_max_length"]
+    assert len(forced) <= len(inner) // 4
+    assert all(s.music_share >= 0.9 for s in segs)

@@ -123,7 +123,7 @@ def _candidates(ev: FrameEvidence, lv: Levels, a: int, b: int, cfg: SegmenterCon
 
         peaks = np.flatnonzero((nov >= 0.5) & (nov == maximum_filter1d(nov, 2 * w + 1)))
         for pk in peaks:
-            f = quietest(a + pk - int(round(0.15 / hop)), a + pk + 2)
+            f = quietest(a + pk - int(round(0.3 / hop)), a + pk + 2)
             if f > 0 and ev.vad[f] < cfg.vad_threshold:
                 cuts.append(_Cut(f, f, f, cfg.novelty_weight * 0.8 * float(nov[pk]), "novelty"))
 
