@@ -76,6 +76,7 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
         ds = build_plan(cfg, todo, skip_keys)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
     ray.kill(counter)
+    removed += clean_uncommitted(output)  # anything a killed earlier run was still writing while we ran
 
     results = sink.results
     wall = time.time() - t0

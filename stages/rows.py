@@ -27,6 +27,8 @@ COLUMNS = ("key", "kind", "payload", "audio", "evidence", "stats")
 
 
 def to_rows(batch: dict[str, np.ndarray]) -> list[dict]:
+    if "kind" not in batch:  # an empty block has no columns (e.g. every segment of a source was committed)
+        return []
     n = len(batch["kind"])
     return [{c: batch[c][i] for c in COLUMNS} for i in range(n)]
 

@@ -60,17 +60,36 @@ def _write(out, data: bytes | None, local_file: str | None) -> None:
             out.write(chunk)
 
 
-def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, local_file: str | None = None) -> None:
-    """Write `data` (or the content of `local_file`) so that readers see all of the file or nothing."""
+class NameTaken(FileExistsError):
+    """The final name already exists (another writer got there first): nothing was written."""
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, local_file: str | None = None,
+                 exclusive: bool = False) -> None:
+    """Write `data` (or the content of `local_file`) so that readers see all of the file or nothing.
+
+    `exclusive` never replaces an existing file (raises NameTaken): a shard name is claimed, not overwritten.
+    """
     if isinstance(fs, pafs.LocalFileSystem):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
         with open(tmp, "wb") as out:
             _write(out, data, local_file)
-        os.replace(tmp, path)
-    else:  # an object becomes visible only when its upload completes
-        with fs.open_output_stream(path) as out:
-            _write(out, data, local_file)
+        if not exclusive:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # atomic, and fails if the name exists
+        except FileExistsError as e:
+            raise NameTaken(path) from e
+        finally:
+            os.unlink(tmp)
+        return
+    # an object becomes visible only when its upload completes (conditional puts come with the S3 issue)
+    if exclusive and fs.get_file_info(path).type != pafs.FileType.NotFound:
+        raise NameTaken(path)
+    with fs.open_output_stream(path) as out:
+        _write(out, data, local_file)
 
 
 def committed_shards(output: str) -> dict[str, list[str]]:
@@ -205,13 +224,19 @@ class ShardWriter(Datasink[dict]):
         return result
 
     def _commit(self, fs, root: str, shard: _OpenShard) -> str:
+        """Claim a shard name with the tar, then write its manifest part, then its sidecar (the commit)."""
         shard.tar.close()
-        name = f"shard-{ray.get(self.counter.next.remote()):06d}"
+        while True:
+            name = f"shard-{ray.get(self.counter.next.remote()):06d}"
+            try:
+                write_atomic(fs, f"{root}/shards/{name}.tar", local_file=shard.path, exclusive=True)
+                break
+            except NameTaken:  # left by a killed run that was still writing: take the next number
+                continue
         rows = [manifest_row(seg, f"{name}.tar") for seg in shard.segments]
         buf = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buf)
         write_atomic(fs, f"{root}/manifest/{name}.parquet", buf.getvalue().to_pybytes())
-        write_atomic(fs, f"{root}/shards/{name}.tar", local_file=shard.path)
         sidecar = {"shard": f"{name}.tar", "keys": [s.key for s in shard.segments],
                    "audio_s": sum(s.duration_s for s in shard.segments)}
         write_atomic(fs, f"{root}/shards/{name}.keys.json", json.dumps(sidecar).encode())  # the commit point

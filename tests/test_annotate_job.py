@@ -186,3 +186,11 @@ def test_tiny_trainer_learns_from_the_jobs_shards(job, tmp_path, one_thread):
     logs, _ = run(cfg, [out / "shards"], tmp_path / "run")
     assert len(logs) == 30
     assert logs[-1]["loss"] < logs[0]["loss"] / 2, (logs[0], logs[-1])
+
+
+def test_empty_blocks_pass_every_stage():
+    """A block with no columns (a source whose segments were all committed) is nothing, not an error."""
+    from stages.rows import to_batch, to_rows
+
+    assert to_rows({}) == []
+    assert to_rows(to_batch([])) == []
