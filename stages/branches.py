@@ -42,10 +42,10 @@ class BranchStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = to_rows(batch)
-        todo = [i for i, r in enumerate(rows) if r["kind"] == "segment" and self.branch in segment_of(r).routes]
+        segs = {i: segment_of(r) for i, r in enumerate(rows) if r["kind"] == "segment"}
+        todo = [i for i, seg in segs.items() if self.branch in seg.routes]
         if not todo or self.annotator is None:
             return to_batch(rows)
-        segs = {i: segment_of(rows[i]) for i in todo}
         items = [BranchInput(audio_of(rows[i]), segs[i].sample_rate, segs[i], evidence_of(rows[i])) for i in todo]
         with timed() as t:
             try:
