@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import ray
 
 from pipeline.plan import build_plan
+from pipeline.resources import TASK_CPUS
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.ingest import filesystem_for, list_sources
@@ -74,7 +75,7 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter)
     if todo:
         ds = build_plan(cfg, todo, skip_keys)
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
     ray.kill(counter)
     removed += clean_uncommitted(output)  # anything a killed earlier run was still writing while we ran
 
