@@ -1,4 +1,4 @@
-"""The `eventcap` command line: annotate (and train, when the trainer is installed)."""
+"""The `eventcap` command line: annotate, doctor (and train, when the trainer is installed)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _annotate(args: argparse.Namespace) -> int:
         return 2
     from pipeline.run import run_annotate
 
-    result = run_annotate(args.inputs, args.output, cfg, progress=args.progress)
+    result = run_annotate(args.inputs, args.output, cfg, progress=_progress(args.progress))
     rep = result.report
     out = result.output
     print(f"annotated {rep['segments']['written']} segments ({rep['segments']['audio_s']:.1f} s of audio) "
@@ -34,6 +34,17 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(flag: bool | None) -> bool:
+    """Ray Data's progress bars: on when stdout is a terminal, off in CI and logs, unless a flag says."""
+    return sys.stdout.isatty() if flag is None else flag
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from jobs.doctor import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventcap", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -44,8 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--config", "-c", help="job config YAML")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set segmenter.max_segment_s=20 (repeatable)")
-    a.add_argument("--progress", action="store_true", help="show Ray Data progress bars")
+    a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="Ray Data progress bars (default: on when stdout is a terminal)")
     a.set_defaults(func=_annotate)
+
+    from jobs.doctor import add_arguments as add_doctor_arguments
+
+    d = sub.add_parser("doctor", help="check the installation: versions, embedded models, tools, GPU, Ray")
+    add_doctor_arguments(d)
+    d.set_defaults(func=_doctor)
 
     try:
         from trainer.cli import add_train_arguments, run_train
