@@ -1,4 +1,4 @@
-"""The `eventcap` command line: annotate (and train, when the trainer is installed)."""
+"""The `eventcap` command line: annotate, sft (and train, when the trainer is installed)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set segmenter.max_segment_s=20 (repeatable)")
     a.add_argument("--progress", action="store_true", help="show Ray Data progress bars")
     a.set_defaults(func=_annotate)
+
+    from jobs.sft import add_sft_arguments, run_sft_command
+
+    s = sub.add_parser("sft", help="regenerate task-oriented SFT data from annotate outputs (no annotator runs)")
+    add_sft_arguments(s)
+    s.set_defaults(func=run_sft_command)
 
     try:
         from trainer.cli import add_train_arguments, run_train
