@@ -191,7 +191,8 @@ def test_speaker_turns_and_thinking_variant():
 
 
 def test_task_mix_matches_weights(annotated):
-    """Weight = samples per eligible segment; over 60 copies of every annotated segment it holds within 5%."""
+    """Weight = samples per eligible segment: whole weights exactly, the fraction within 4 binomial sigmas
+    over 200 copies (new keys) of every annotated segment."""
     from jobs.sft.generate import SampleGenerator, Stats
     from jobs.sft.tasks import build_tasks
 
@@ -200,14 +201,15 @@ def test_task_mix_matches_weights(annotated):
     cfg = SftConfig(tasks={t: {"weight": w} for t, w in weights.items()})
     generator, stats = SampleGenerator(cfg, build_tasks(cfg)), Stats()
     for a in annotations(annotated).values():
-        for copy in range(60):
+        for copy in range(200):
             ann = a.model_copy(update={"key": f"{a.key[:24]}{copy:08d}"})
             generator.samples(Segment(ann, "/a", "shard-000000.tar", ann.caption), stats)
     assert stats.samples["speech_caption"] == 0
     for task, w in weights.items():
-        if w and stats.eligible[task]:
-            assert abs(stats.samples[task] / stats.eligible[task] - w) <= 0.05 * w + 1e-9, (task, stats.samples[task])
-    assert stats.eligible["caption"] >= 5 * 60 and stats.eligible["asr_ts"] >= 2 * 60
+        n, frac = stats.eligible[task], w - int(w)
+        if w and n:
+            assert abs(stats.samples[task] - w * n) <= 4 * math.sqrt(n * frac * (1 - frac)) + 1e-9, (task, n, stats.samples[task])
+    assert stats.eligible["caption"] >= 5 * 200 and stats.eligible["asr_ts"] >= 2 * 200 and stats.eligible["audio_qa"]
 
 
 # ------------------------------------------------------------------------------------------ the job

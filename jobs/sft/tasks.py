@@ -177,8 +177,8 @@ class SpeechCaptionTask:
             parts.append(f"The voice is {sp.voice_register}-pitched, around {round(sp.f0_median_hz)} Hz.")
         if sp.words_per_s is not None and sp.transcript.strip():
             src["speech.words_per_s"] = num(sp.words_per_s)
-            parts.append(f"The speech is {pace_word(sp.words_per_s).replace('at ', '')}, "
-                         f"about {sp.words_per_s:.1f} words per second.")
+            pace = {"slowly": "slow", "quickly": "fast"}.get(pace_word(sp.words_per_s), "moderate")
+            parts.append(f"The speaking pace is {pace}, about {sp.words_per_s:.1f} words per second.")
         if sp.loudness_lufs is not None:
             src["speech.loudness_lufs"] = num(sp.loudness_lufs)
             parts.append(f"It is spoken {loudness_word(sp.loudness_lufs)} ({round(sp.loudness_lufs)} LUFS).")
