@@ -285,7 +285,7 @@ def rederive(r: dict, ann: SegmentAnnotation) -> None:
         else:
             assert f[f"music.{'instruments' if kind == 'instruments' else 'genres'}"]
     elif task == "event_localisation":
-        got = parse_event_lines(ans)
+        got = [{**e, "label": label} for e in parse_event_lines(ans) for label in e["label"].split("; ")]
         kept = [e for e in so.events if e.score >= 0.4]
         truth = {(e.label, round(e.start_s, 2), round(e.end_s, 2)) for e in kept}
         assert got and all((e["label"], e["start_s"], e["end_s"]) in truth for e in got)

@@ -174,7 +174,8 @@ class SpeechCaptionTask:
                 parts.append(f"The {attr} is {pred.value}." if attr != "emotion" else f"The voice sounds {pred.value}.")
         if sp.voice_register and sp.f0_median_hz:
             src["speech.voice_register"], src["speech.f0_median_hz"] = sp.voice_register, num(sp.f0_median_hz)
-            parts.append(f"The voice is {sp.voice_register}-pitched, around {round(sp.f0_median_hz)} Hz.")
+            parts.append(f"The voice is {sp.voice_register}-pitched, around {round(sp.f0_median_hz)} Hz." if sp.n_speakers <= 1
+                         else f"The voices are {sp.voice_register}-pitched overall, around {round(sp.f0_median_hz)} Hz.")
         if sp.words_per_s is not None and sp.transcript.strip():
             src["speech.words_per_s"] = num(sp.words_per_s)
             pace = {"slowly": "slow", "quickly": "fast"}.get(pace_word(sp.words_per_s), "moderate")
@@ -310,6 +311,15 @@ def event_dicts(events: list[SoundEvent]) -> list[dict[str, Any]]:
     return [{"label": e.label, "start_s": e.start_s, "end_s": e.end_s, "score": num(e.score)} for e in events]
 
 
+def merged_lines(events: list[SoundEvent]) -> str:
+    """Event lines where labels sharing one span (YAMNet's near-synonyms: noise, static, white noise) share
+    one line, joined by "; " in the order they came."""
+    spans: dict[tuple[str, str], list[str]] = {}
+    for e in events:
+        spans.setdefault((f"{e.start_s:.2f}", f"{e.end_s:.2f}"), []).append(e.label)
+    return "\n".join(f"{a} - {b}: {'; '.join(labels)}" for (a, b), labels in spans.items())
+
+
 def whole(x: float) -> str:
     return format_time(float(x))
 
@@ -317,7 +327,8 @@ def whole(x: float) -> str:
 @register
 class EventLocalisationTask:
     """Dense timeline (one event a line, `start_sec - end_sec: description`), "When does the X occur?" and
-    the inverse "What happens between A s and B s?"; all answers in the event-line form."""
+    the inverse "What happens between A s and B s?"; all answers in the event-line form (labels with the
+    same span share a line, "; "-joined)."""
 
     name = "event_localisation"
 
@@ -328,7 +339,7 @@ class EventLocalisationTask:
         if not events:
             return Drafts(skipped=dropped or ["no_events"])
         out = Drafts(skipped=dropped)
-        out.items.append(Draft("dense", format_event_lines(events), {"sound.events": event_dicts(events)}))
+        out.items.append(Draft("dense", merged_lines(events), {"sound.events": event_dicts(events)}))
         for label in sorted({e.label for e in events}):
             mine = [e for e in events if e.label == label]
             out.items.append(Draft("when", format_event_lines(mine), {"sound.events": event_dicts(mine), "label": label},
@@ -336,7 +347,7 @@ class EventLocalisationTask:
         first = events[0]  # the window around the first event, in whole seconds
         a, b = int(first.start_s), int(first.end_s) + 1
         inside = [e for e in events if e.start_s < b and e.end_s > a]
-        out.items.append(Draft("between", format_event_lines(inside),
+        out.items.append(Draft("between", merged_lines(inside),
                                {"sound.events": event_dicts(inside), "window_s": [a, b]},
                                prompt_vars={"start": whole(a), "end": whole(b)}))
         return out
