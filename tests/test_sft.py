@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -343,6 +344,14 @@ def test_every_answer_is_rederived_from_its_annotation(sft_out, annotated):
         rederive(r, anns[r["key"]])
         seen[r["task"]] += 1
     assert seen["asr_ts"] and seen["event_localisation"] and seen["caption"]
+    # asr_ts word times are the manifest's word times (to the centisecond), relative to the segment start
+    manifest = {row["key"]: row for row in pq.read_table(annotated / "manifest").to_pylist()}
+    for r in recs:
+        if r["task"] == "asr_ts" and r["variant"] == "words":
+            words = [w for w in manifest[r["key"]]["words"] if w["word"].strip()]
+            spans = parse_spans(r["answer"])
+            assert [(s["start_s"], s["end_s"]) for s in spans] == [(round(w["start_s"], 2), round(w["end_s"], 2)) for w in words]
+            assert all(s["end_s"] <= manifest[r["key"]]["duration_s"] + 0.01 for s in spans)
 
 
 def test_same_inputs_give_identical_bytes_and_a_rerun_resumes(sft_out, annotated, tmp_path):
@@ -453,3 +462,25 @@ def test_trainer_learns_from_sft_shards_and_a_mix(sft_out, annotated, tmp_path, 
     counters = json.loads(next(line for line in capfd.readouterr().err.splitlines() if "data_counters" in line))["data_counters"]
     assert counters["sft"] > 0 and counters["caption"] + counters.get("asr", 0) > 0 and not counters.get("sft_no_audio")
     assert all(r["loss"] > 0 for r in logs if "loss" in r)
+
+
+def test_named_caption_table_replaces_the_unified_caption(annotated, tmp_path):
+    import pyarrow as pa
+
+    keys = sorted(annotations(annotated))
+    table_dir = annotated / "captions" / "sftcheck"
+    table_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{"key": k, "caption": f"Recaptioned {k[:6]}. Second sentence.", "short_caption": f"Short {k[:6]}."}
+            for k in keys[1:]]  # the first key is missing from the table
+    pq.write_table(pa.Table.from_pylist(rows), table_dir / "part-0.parquet")
+    out = tmp_path / "recap"
+    assert run_cli(str(annotated), "--output", str(out), "--tasks", "caption", "--set", "caption_table=sftcheck",
+                   "--set", "tasks.caption.weight=2") == 0
+    recs = shard_records(out)
+    assert {r["key"] for r in recs} == set(keys[1:])
+    for r in recs:
+        expect = {"detailed": f"Recaptioned {r['key'][:6]}. Second sentence.", "short": f"Short {r['key'][:6]}."}
+        assert r["answer"] == expect[r["variant"]] and r["caption_source"] == "table:sftcheck"
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["skipped"]["caption"] == {"caption_table_missing_key": 1} and rep["segments"]["errors"] == {}
+    shutil.rmtree(annotated / "captions")

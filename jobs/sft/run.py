@@ -124,16 +124,12 @@ class SegmentSource:
             stats.segment_errors["shard_json_invalid"] += 1
             return None
         out = self.outputs[ref.output_index]
-        caption, short, source = ann.caption, getattr(ann, "short_caption", None), "unified"
+        seg = Segment(ann, out.ref_root, ref.shard, ann.caption, getattr(ann, "short_caption", None))
         if self.tables is not None:
-            row = self.tables[ref.output_index].get(ref.key)
-            if row is None:
-                stats.segment_errors["caption_table_missing_key"] += 1
-                caption, short = "", None
-            else:
-                caption, short = row["caption"], row["short_caption"]
-            source = f"table:{self.cfg.caption_table}"
-        return Segment(ann, out.ref_root, ref.shard, caption, short, source)
+            row = self.tables[ref.output_index].get(ref.key) or {"caption": "", "short_caption": None}
+            seg.caption, seg.short_caption = row["caption"], row["short_caption"]
+            seg.caption_source, seg.caption_missing = f"table:{self.cfg.caption_table}", "caption_table_missing_key"
+        return seg
 
 
 class SftWriter:

@@ -36,6 +36,7 @@ class Segment:
     caption: str  # the unified caption, or the named caption table's
     short_caption: str | None = None
     caption_source: str = "unified"  # or "table:NAME"
+    caption_missing: str = "no_caption"  # the skip reason when `caption` is empty
 
     @property
     def key(self) -> str:
@@ -111,7 +112,7 @@ class CaptionTask:
     def drafts(self, seg: Segment, th: Thresholds) -> Drafts:
         caption = seg.caption.strip()
         if not caption:
-            return Drafts(skipped=["no_caption"])
+            return Drafts(skipped=[seg.caption_missing])
         src = {"caption": caption, "caption_source": seg.caption_source}
         short = (seg.short_caption or "").strip() or first_sentence(caption)
         items = [Draft("detailed", caption, src)]
