@@ -418,6 +418,7 @@ def test_embed_audio_copies_the_segment_flac(annotated, tmp_path):
         assert sr == 16000 and data.ndim == 1
         n += 1
     assert n == json.loads((out / "report.json").read_text())["total_samples"]
+    assert RESOLVER.flac(f"{tmp_path}/missing.tar#{'0' * 32}") is None and RESOLVER.flac("no-hash-here") is None
 
 
 def test_config_errors_name_the_key(tmp_path, annotated, capsys):

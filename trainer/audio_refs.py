@@ -1,5 +1,6 @@
 """Resolve an SFT sample's `audio_ref` ("<annotate output>/shards/<shard>.tar#<key>") to the segment's FLAC
-bytes, read straight from the annotate shard (SFT shards reference audio instead of copying it).
+bytes, read straight from the annotate shard (SFT shards reference audio instead of copying it). The
+output is a local path or a URI `pyarrow.fs` opens (s3://...).
 
 Each tar's member table is read once and kept (a bounded number of tars per process, least recently used
 dropped); a lookup is then one seek and one read. A missing tar or member resolves to None (the caller counts it).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import tarfile
 from collections import OrderedDict
+from contextlib import contextmanager
 
 
 def split_audio_ref(ref: str) -> tuple[str, str]:
@@ -18,6 +20,32 @@ def split_audio_ref(ref: str) -> tuple[str, str]:
     if not sep or not path or not key:
         raise ValueError(f"not an audio_ref (expected PATH.tar#KEY): {ref!r}")
     return path, key
+
+
+@contextmanager
+def _open(path: str):
+    """A local path with open(); a URI (s3://...) through pyarrow.fs."""
+    if "://" not in path:
+        with open(path, "rb") as f:
+            yield f
+        return
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(path)
+    with fs.open_input_file(inner) as f:
+        yield f
+
+
+def _exists(path: str) -> bool:
+    if "://" not in path:
+        return os.path.exists(path)
+    import pyarrow.fs as pafs
+
+    try:
+        fs, inner = pafs.FileSystem.from_uri(path)
+        return fs.get_file_info(inner).type == pafs.FileType.File
+    except (OSError, ValueError):
+        return False
 
 
 class AudioRefResolver:
@@ -29,7 +57,7 @@ class AudioRefResolver:
         if tar_path in self._index:
             self._index.move_to_end(tar_path)
             return self._index[tar_path]
-        with tarfile.open(tar_path, mode="r:") as tar:
+        with _open(tar_path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
             index = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
         self._index[tar_path] = index
         if len(self._index) > self.keep:
@@ -41,14 +69,18 @@ class AudioRefResolver:
             tar_path, key = split_audio_ref(ref)
         except ValueError:
             return None
-        if not os.path.exists(tar_path):
+        if tar_path not in self._index and not _exists(tar_path):
             return None
-        loc = self._members(tar_path).get(f"{key}.flac")
-        if loc is None:
+        try:
+            loc = self._members(tar_path).get(f"{key}.flac")
+            if loc is None:
+                return None
+            with _open(tar_path) as f:
+                f.seek(loc[0])
+                return f.read(loc[1])
+        except (OSError, tarfile.TarError):  # gone or truncated since it was indexed
+            self._index.pop(tar_path, None)
             return None
-        with open(tar_path, "rb") as f:
-            f.seek(loc[0])
-            return f.read(loc[1])
 
 
 RESOLVER = AudioRefResolver()  # one per process (each DataLoader worker has its own copy)
