@@ -162,13 +162,14 @@ def test_low_confidence_and_missing_fields_are_skipped_with_reasons():
     assert samples == [] and stats.skipped["asr"] == {"asr_no_speech_prob": 1}
     dropped = segment(speech=SpeechAnnotation(transcript="hi", words=words, hallucination_dropped=["thanks for watching"]))
     assert gen(dropped, asr_ts=1)[1].skipped["asr_ts"] == {"asr_hallucination_dropped": 1}
-    from schemas.annotation import MusicAnnotation
+    from schemas.annotation import MusicAnnotation, Tag
 
-    weak = segment(routes=["music"], music=MusicAnnotation(tempo_bpm=120.0, tempo_confidence=0.05, music_key="A minor",
-                                                           key_confidence=0.2, time_signature="4/4"))
+    weak = segment(routes=["music"], music=MusicAnnotation(
+        tempo_bpm=120.0, tempo_confidence=0.05, music_key="A minor", key_confidence=0.2, time_signature="4/4",
+        instruments=["Flute"], tags=[Tag(label="Flute", score=0.05)]))
     samples, stats = gen(weak, music_qa=3)
     assert stats.skipped["music_qa"] == {"music_tempo_low_confidence": 1, "music_meter_low_confidence": 1,
-                                         "music_key_low_confidence": 1}
+                                         "music_key_low_confidence": 1, "music_tag_low_score": 1}
     assert {s.variant for s in samples} == {"vocals"}  # the one measured answer left
     quiet = segment(routes=["general"], sound=SoundAnnotation(events=[SoundEvent(label="Dog", start_s=1, end_s=2, score=0.2)]))
     assert gen(quiet, event_localisation=1)[1].skipped["event_localisation"] == {"event_below_threshold": 1}

@@ -287,12 +287,16 @@ class MusicQaTask:
                 out.skipped.append("music_key_low_confidence")
         else:
             out.skipped.append("music_key_missing")
-        if mu.instruments:
-            names = [i.split(",")[0].strip().lower() for i in mu.instruments]
-            out.items.append(Draft("instruments", f"I can hear {join_words(names)}.", {"music.instruments": list(mu.instruments)}))
-        if mu.genres:
-            names = [g.lower() for g in mu.genres]
-            out.items.append(Draft("genre", f"It sounds like {join_words(names)}.", {"music.genres": list(mu.genres)}))
+        score = {t.label: t.score for t in mu.tags}  # a tag without a score passes
+        instruments = [i for i in mu.instruments if score.get(i, 1.0) >= th.tag_score]
+        genres = [g for g in mu.genres if score.get(g, 1.0) >= th.tag_score]
+        out.skipped += ["music_tag_low_score"] * (len(mu.instruments) + len(mu.genres) - len(instruments) - len(genres))
+        if instruments:
+            names = [i.split(",")[0].strip().lower() for i in instruments]
+            out.items.append(Draft("instruments", f"I can hear {join_words(names)}.", {"music.instruments": instruments}))
+        if genres:
+            names = [g.lower() for g in genres]
+            out.items.append(Draft("genre", f"It sounds like {join_words(names)}.", {"music.genres": genres}))
         out.items.append(Draft("vocals", "Yes, there are vocals." if mu.vocals else "No, it is instrumental.",
                                {"music.vocals": mu.vocals}))
         return out
