@@ -425,6 +425,9 @@ def test_embed_audio_copies_the_segment_flac(annotated, tmp_path):
 def test_config_errors_name_the_key(tmp_path, annotated, capsys):
     from schemas.config import ConfigError
 
+    example = load_sft_config(Path(__file__).parents[1] / "jobs" / "examples" / "sft.yaml")
+    assert example.weights()["music_qa"] == 2.0 and load_sft_config(None, ["tasks.asr.weight=0.5"]).weights() == {
+        **SftConfig().weights(), "asr": 0.5}
     with pytest.raises(ConfigError, match="tasks.karaoke"):
         load_sft_config(None, ["tasks.karaoke.weight=1"])
     with pytest.raises(ConfigError, match="thresholds.tempo_conf"):
@@ -487,3 +490,18 @@ def test_named_caption_table_replaces_the_unified_caption(annotated, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert rep["skipped"]["caption"] == {"caption_table_missing_key": 1} and rep["segments"]["errors"] == {}
     shutil.rmtree(annotated / "captions")
+
+
+def test_unreadable_shard_is_counted_and_a_missing_input_refused(annotated, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(annotated, broken)
+    tars = sorted((broken / "shards").glob("shard-*.tar"))
+    tars[0].write_bytes(b"this is not a tar archive" * 100)
+    n_bad = len(json.loads(tars[0].with_suffix("").with_suffix(".keys.json").read_text())["keys"])
+    out = tmp_path / "out"
+    assert run_cli(str(broken), "--output", str(out), "--tasks", "caption") == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["segments"]["errors"] == {"shard_unreadable": n_bad}
+    assert rep["segments"]["used"] == len(annotations(annotated)) - n_bad
+    assert run_cli(str(tmp_path / "nowhere"), "--output", str(tmp_path / "o2")) == 2
+    assert "no annotate output" in capsys.readouterr().err

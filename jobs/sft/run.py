@@ -111,12 +111,20 @@ class SegmentSource:
     def _annotations(self, ref: SegmentRef) -> dict:
         ident = (ref.output_index, ref.shard)
         if self._cache is None or self._cache[0] != ident:
-            self._cache = (ident, self.outputs[ref.output_index].read_annotations(ref.shard))
+            try:
+                anns = self.outputs[ref.output_index].read_annotations(ref.shard)
+            except (OSError, tarfile.TarError) as e:  # its segments are counted as shard_unreadable
+                anns = {"__error__": e}
+            self._cache = (ident, anns)
         return self._cache[1]
 
     def segment(self, ref: SegmentRef, stats: Stats) -> Segment | None:
         """The Segment of `ref`, or None (counted in `stats.segment_errors`)."""
-        ann = self._annotations(ref).get(ref.key)
+        anns = self._annotations(ref)
+        if "__error__" in anns:
+            stats.segment_errors["shard_unreadable"] += 1
+            return None
+        ann = anns.get(ref.key)
         if ann is None:
             stats.segment_errors["shard_json_missing"] += 1
             return None

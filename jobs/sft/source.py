@@ -37,6 +37,8 @@ class AnnotateOutput:
         self.index = index
         self.fs, self.root = filesystem_for(self.uri)
         self.ref_root = self.root if isinstance(self.fs, pafs.LocalFileSystem) else self.uri  # what audio_ref names
+        if self.fs.get_file_info(self.root).type != pafs.FileType.Directory:
+            raise FileNotFoundError(f"no annotate output at {uri}")
 
     def committed(self) -> dict[str, list[str]]:
         """{shard tar name: keys} of every shard whose tar and sidecar are both in place."""
