@@ -31,7 +31,8 @@ class Thresholds(_Section):
     no_speech_prob: float = Field(0.6, ge=0, le=1, description="ASR tasks skip segments above this")
     language_probability: float = Field(0.5, ge=0, le=1, description="a language is stated only above this")
     event_score: float = Field(0.4, ge=0, le=1, description="sound events under this score are not used")
-    tag_score: float = Field(0.1, ge=0, le=1, description="music tags (genre, instruments) under this are not used")
+    tag_score: float = Field(0.05, ge=0, le=1, description="music tags (genre, instruments) under this are not used "
+                                                          "(the annotator's own instrument threshold is 0.05)")
     min_words: int = Field(1, ge=1, description="ASR tasks need at least this many words")
 
 

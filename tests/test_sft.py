@@ -166,7 +166,7 @@ def test_low_confidence_and_missing_fields_are_skipped_with_reasons():
 
     weak = segment(routes=["music"], music=MusicAnnotation(
         tempo_bpm=120.0, tempo_confidence=0.05, music_key="A minor", key_confidence=0.2, time_signature="4/4",
-        instruments=["Flute"], tags=[Tag(label="Flute", score=0.05)]))
+        instruments=["Flute"], tags=[Tag(label="Flute", score=0.02)]))
     samples, stats = gen(weak, music_qa=3)
     assert stats.skipped["music_qa"] == {"music_tempo_low_confidence": 1, "music_meter_low_confidence": 1,
                                          "music_key_low_confidence": 1, "music_tag_low_score": 1}
