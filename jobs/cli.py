@@ -1,4 +1,4 @@
-"""The `eventcap` command line: annotate, doctor (and train, when the trainer is installed)."""
+"""The `eventcap` command line: annotate, sft, doctor (and train, when the trainer is installed)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check the installation: versions, embedded models, tools, GPU, Ray")
     add_doctor_arguments(d)
     d.set_defaults(func=_doctor)
+    from jobs.sft import add_sft_arguments, run_sft_command
+
+    s = sub.add_parser("sft", help="regenerate task-oriented SFT data from annotate outputs (no annotator runs)")
+    add_sft_arguments(s)
+    s.set_defaults(func=run_sft_command)
 
     try:
         from trainer.cli import add_train_arguments, run_train

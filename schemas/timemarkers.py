@@ -91,3 +91,68 @@ def parse_timestamped_words(text: str) -> list[dict[str, Any]]:
 def format_time_span(start_s: float, end_s: float, label: str) -> str:
     """One localised event: "[3.2-5] dog barking" (the same form as a timestamped word)."""
     return f"[{format_time(start_s)}-{format_time(end_s)}] {label.strip()}"
+
+
+# ---------------------------------------------------------------- SFT answer formats (the `eventcap sft` job)
+# Spans ("[start-end] text"): timestamped ASR by word or by phrase, and speaker turns, one form for all.
+# Event lines ("start_sec - end_sec: description", one a line, two decimals): dense event localisation, the
+# line format of MOSS-Audio's own time-aware examples ("0.00 - 57.00: birds chirping").
+
+
+def group_phrases(words: Iterable[Any], max_gap_s: float = 0.3, max_words: int = 8) -> list[dict[str, Any]]:
+    """Consecutive words -> phrases [{text, start_s, end_s}]; a new phrase starts after a pause longer than
+    `max_gap_s` or after `max_words` words. Word times are kept exactly (a phrase spans its first word's
+    start to its last word's end)."""
+    phrases: list[dict[str, Any]] = []
+    n = 0
+    for w in words:
+        word, start, end = (w["word"], w["start_s"], w["end_s"]) if isinstance(w, dict) else (w.word, w.start_s, w.end_s)
+        word = word.strip()
+        if not word:
+            continue
+        if phrases and start - phrases[-1]["end_s"] <= max_gap_s and n < max_words:
+            phrases[-1]["text"] += " " + word
+            phrases[-1]["end_s"] = end
+            n += 1
+        else:
+            phrases.append({"text": word, "start_s": start, "end_s": end})
+            n = 1
+    return phrases
+
+
+def format_spans(spans: Iterable[dict[str, Any]], sep: str = " ") -> str:
+    """[{text, start_s, end_s}] -> "[0.52-1.4] hello world [1.9-2.3] again" (`sep` between spans)."""
+    return sep.join(format_time_span(s["start_s"], s["end_s"], s["text"]) for s in spans if s["text"].strip())
+
+
+_SPAN_RE = re.compile(r"\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\]\s*([^\[\n]*)")
+
+
+def parse_spans(text: str) -> list[dict[str, Any]]:
+    """The inverse of `format_spans` (and of `format_timestamped_words`): [{text, start_s, end_s}]; the text
+    of a span runs to the next "[" or line end."""
+    return [{"text": m.group(3).strip(), "start_s": float(m.group(1)), "end_s": float(m.group(2))}
+            for m in _SPAN_RE.finditer(text)]
+
+
+def format_event_line(start_s: float, end_s: float, description: str) -> str:
+    """One event as MOSS-Audio writes it: "3.20 - 5.00: dog barking" (plain decimal seconds, two decimals)."""
+    return f"{max(0.0, start_s):.2f} - {max(0.0, end_s):.2f}: {description.strip()}"
+
+
+def format_event_lines(events: Iterable[Any]) -> str:
+    """Events (SoundEvent objects or dicts with label / start_s / end_s) -> one `format_event_line` a line."""
+    lines = []
+    for e in events:
+        label, start, end = (e["label"], e["start_s"], e["end_s"]) if isinstance(e, dict) else (e.label, e.start_s, e.end_s)
+        lines.append(format_event_line(start, end, label))
+    return "\n".join(lines)
+
+
+_EVENT_LINE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def parse_event_lines(text: str) -> list[dict[str, Any]]:
+    """The inverse of `format_event_lines`: [{label, start_s, end_s}] (lines that do not match are ignored)."""
+    return [{"label": m.group(3), "start_s": float(m.group(1)), "end_s": float(m.group(2))}
+            for m in _EVENT_LINE_RE.finditer(text)]

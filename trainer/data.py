@@ -7,10 +7,12 @@ Two shard kinds are read, mixed in one stream (WebDataset tars, read with the `w
               caption  prompt "Describe the audio." -> the unified caption
               asr      prompt "Transcribe ... timestamps." -> "[0.52-0.9] hello ..." (schemas.timemarkers);
                        only for samples with timed words
-  sft       <key>.json {"messages": [{"role", "content"}...], "task": ..., "audio_key", "audio_shard"}
-            and <key>.flac. The audio span opens the first user turn (or replaces "<audio>" in it); loss
-            is on every assistant turn. A conversation shard without its own .flac is skipped and counted
-            (`counters["sft_no_audio"]`); a warning is logged once.
+  sft       <key>.json {"messages": [{"role", "content"}...], "task": ..., "audio_ref"} (`eventcap sft`) and,
+            with --embed-audio, <key>.flac. The audio span opens the first user turn (or replaces "<audio>"
+            in it); loss is on every assistant turn. Without its own .flac, the audio is read from the
+            annotate shard `audio_ref` names ("OUT/shards/shard-N.tar#KEY", trainer/audio_refs.py); a
+            sample whose audio resolves nowhere is skipped and counted (`counters["sft_no_audio"]`), and
+            a warning is logged once.
 
 Order and splitting. The shard list is shuffled per epoch with (seed, epoch), then split so every
 (rank, worker) reads different shards (when there are fewer shards than readers, every reader reads all
@@ -45,6 +47,7 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from schemas.timemarkers import format_timestamped_words
+from trainer.audio_refs import RESOLVER
 from trainer.model.features import SAMPLE_RATE, n_audio_frames
 from trainer.sequence import IGNORE, build_chat
 from trainer.tokenizer import PAD
@@ -118,9 +121,12 @@ def make_example(sample: dict, tok, task_weights: dict[str, float], marker_inter
     meta = json.loads(sample["json"])
     flac = sample.get("flac")
     if "messages" in meta:  # an SFT conversation
+        if flac is None and meta.get("audio_ref"):
+            flac = RESOLVER.flac(meta["audio_ref"])
         if flac is None:
             if counters["sft_no_audio"] == 0:
-                log.warning("SFT sample %s has no .flac of its own: skipped (counted as sft_no_audio)", key)
+                log.warning("SFT sample %s has no .flac of its own and no resolvable audio_ref: skipped "
+                            "(counted as sft_no_audio)", key)
             counters["sft_no_audio"] += 1
             return None
         if task_weights.get("sft", 0) <= 0:
