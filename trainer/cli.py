@@ -40,6 +40,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--task-weights", help='JSON, e.g. \'{"caption": 1, "asr": 0.5, "sft": 1}\'')
     p.add_argument("--marker-interval", type=float, help="seconds between time markers (0: none)")
     p.add_argument("--no-deepstack", action="store_true", help="K = 0: no DeepStack injection (ablation)")
+    p.add_argument("--lora-rank", type=int, help="LoRA rank on the decoder (its own weights then stay frozen)")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (scale = alpha / rank)")
+    p.add_argument("--init-from", help="a checkpoint to start from: a released MOSS-Audio directory "
+                   "(config.json with model_type moss_audio) or a run / checkpoint directory of ours")
+    p.add_argument("--eval-tasks", help="comma-separated tasks to score on --eval-data at each eval_interval "
+                   "(generation + task metrics next to eval_loss); default: none")
+    p.add_argument("--eval-samples", type=int, default=16, help="held-out samples scored per task eval")
     p.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=None, help="FSDP instead of DDP")
     p.add_argument("--ray-workers", type=int, default=0, help="run under Ray Train's TorchTrainer with N workers")
     p.add_argument("--ray-gpu", action="store_true", help="one GPU per Ray Train worker")
@@ -68,6 +75,10 @@ def config_from_args(args: argparse.Namespace):
         m.marker_interval_s = args.marker_interval or None
     if args.no_deepstack:
         m.deepstack = False
+    if getattr(args, "lora_rank", None) is not None:
+        m.lora.rank = args.lora_rank
+    if getattr(args, "lora_alpha", None) is not None:
+        m.lora.alpha = args.lora_alpha
     if args.decoder_path:
         m.decoder.pretrained_path = args.decoder_path
     if args.whisper_path:

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer.configs import RunConfig, Stage, TrainConfig
 from trainer.data import ShardStream, expand_data, make_loader
+from trainer.model.lora import is_lora_param
 from trainer.model.model import AudioLM
 from trainer.tokenizer import AUDIO, load_tokenizer
 
@@ -64,8 +65,13 @@ def build_model(cfg: RunConfig, device: torch.device | str = "cpu"):
 
 
 def set_stage(model: AudioLM, stage: Stage) -> None:
+    """Train the stage's parts, freeze the rest. With LoRA on the decoder, training "decoder" trains its
+    LoRA matrices only: the decoder's own weights stay frozen."""
     for name, part in model.parts().items():
         part.requires_grad_(name in stage.train)
+    if model.cfg.lora.rank > 0:
+        for name, p in model.decoder.named_parameters():
+            p.requires_grad_("decoder" in stage.train and is_lora_param(name))
 
 
 def make_optimizer(model: AudioLM, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
