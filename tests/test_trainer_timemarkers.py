@@ -75,7 +75,7 @@ def test_span_markers_sit_at_the_right_frames(duration_s, interval_s):
         t = round(k * interval_s, 6)
         if t * 12.5 > n_frames + 1e-9:  # the audio does not last until t
             break
-        first = next((f for f in range(n_frames + 1) if f / 12.5 >= t - 1e-9))
+        first = next(f for f in range(n_frames + 1) if f / 12.5 >= t - 1e-9)
         expected.append((first, marker_text(t)))
         k += 1
     assert markers == expected

@@ -257,7 +257,7 @@ def score_task(task: str, samples: list[EvalSample], hyps: list[str]) -> dict:
             ok.append(ref_n is not None and parse_count(h) == int(ref_n))
         res.update(speaker_count_acc=sum(ok) / len(ok) if ok else None)
     else:  # caption and any other free-text task
-        res.update(exact=sum(metrics.normalize_text(r) == metrics.normalize_text(h) for r, h in zip(refs, hyps))
+        res.update(exact=sum(metrics.normalize_text(r) == metrics.normalize_text(h) for r, h in zip(refs, hyps, strict=True))
                    / max(1, len(refs)), wer=metrics.wer(refs, hyps))
     return {k: _finite(v) for k, v in res.items()}
 

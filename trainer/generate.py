@@ -28,7 +28,7 @@ import torchaudio
 
 from trainer.model.features import SAMPLE_RATE, n_audio_frames
 from trainer.sequence import build_chat
-from trainer.tokenizer import AUDIO, IM_END, IM_START, PAD
+from trainer.tokenizer import IM_END, IM_START, PAD
 
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
