@@ -103,7 +103,7 @@ def test_released_checkpoint_imports_and_round_trips(tmp_path):
     model, tok, cfg = import_moss_audio(tmp_path / "released")
     assert cfg.encoder.tap_layers == (1, 2)  # release index 0 = output of the first layer = our "after layer 1"
     assert cfg.encoder.attention_window == 100 and cfg.adapter_hidden == ADAPTER
-    ours = {to_released_name(n): t for n, t in model.state_dict().items()}
+    ours = {to_released_name(n): t for n, t in model.named_parameters()}
     assert set(ours) == set(written)
     assert all(torch.equal(ours[n], written[n]) for n in written)
 

@@ -161,7 +161,8 @@ def model_config_from_released(conf: dict) -> ModelConfig:
 # ----------------------------------------------------------------------------- weights
 def merged_state(model: AudioLM) -> dict[str, torch.Tensor]:
     """The model's state dict with LoRA folded into the weights it adapts (W + alpha/r B A)."""
-    state = dict(model.state_dict())
+    params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    state = {n: t for n, t in model.state_dict().items() if n in params}  # the fixed mel filterbank stays out
     for name in [n for n in state if n.endswith(".lora_A")]:
         base = name[: -len(".lora_A")]
         a, b = state.pop(name), state.pop(base + ".lora_B")
@@ -262,7 +263,7 @@ def load_released_weights(model: AudioLM, directory: str | Path) -> None:
     if emb is not None and emb.shape[0] != model.decoder.lm.get_input_embeddings().num_embeddings:
         model.decoder.lm.resize_token_embeddings(emb.shape[0])
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not is_lora_param(m)
+    missing = [m for m in missing if not is_lora_param(m) and not m.startswith("encoder.logmel.")
                and not (model.cfg.decoder.tie_embeddings and m == "decoder.lm.lm_head.weight")]
     if missing or unexpected:
         raise ValueError(f"released checkpoint does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
