@@ -17,7 +17,7 @@ from trainer.evaluate import read_sft_samples, run_evaluate
 from trainer.generate import Generator, split_thinking
 from trainer.train import build_model, train
 
-OVERFIT_STEPS = 45
+OVERFIT_STEPS = 50
 
 
 def test_split_thinking():

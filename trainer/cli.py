@@ -40,6 +40,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--task-weights", help='JSON, e.g. \'{"caption": 1, "asr": 0.5, "sft": 1}\'')
     p.add_argument("--marker-interval", type=float, help="seconds between time markers (0: none)")
     p.add_argument("--no-deepstack", action="store_true", help="K = 0: no DeepStack injection (ablation)")
+    p.add_argument("--encoder-window", type=int,
+                   help="encoder attention window in frames (0: full attention; default: the config's)")
     p.add_argument("--lora-rank", type=int, help="LoRA rank on the decoder (its own weights then stay frozen)")
     p.add_argument("--lora-alpha", type=float, help="LoRA alpha (scale = alpha / rank)")
     p.add_argument("--init-from", help="a checkpoint to start from: a released MOSS-Audio directory "
@@ -75,6 +77,8 @@ def config_from_args(args: argparse.Namespace):
         m.marker_interval_s = args.marker_interval or None
     if args.no_deepstack:
         m.deepstack = False
+    if getattr(args, "encoder_window", None) is not None:
+        m.encoder.attention_window = args.encoder_window or None
     if getattr(args, "lora_rank", None) is not None:
         m.lora.rank = args.lora_rank
     if getattr(args, "lora_alpha", None) is not None:
