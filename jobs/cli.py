@@ -78,6 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
         t = sub.add_parser("train", help="train the audio-language model from shards")
         add_train_arguments(t)
         t.set_defaults(func=run_train)
+        from trainer.cli import (
+            add_evaluate_arguments,
+            add_export_arguments,
+            add_generate_arguments,
+            run_evaluate_cli,
+            run_export,
+            run_generate,
+        )
+
+        g = sub.add_parser("generate", help="ask a trained model about audio files")
+        add_generate_arguments(g)
+        g.set_defaults(func=run_generate)
+        e = sub.add_parser("evaluate", help="score a trained model on held-out SFT tasks")
+        add_evaluate_arguments(e)
+        e.set_defaults(func=run_evaluate_cli)
+        x = sub.add_parser("export", help="write a trained model in the released MOSS-Audio layout")
+        add_export_arguments(x)
+        x.set_defaults(func=run_export)
     return p
 
 

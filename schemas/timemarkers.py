@@ -2,8 +2,11 @@
 
 Time markers: every `interval_s` seconds of audio, the elapsed seconds are written as ordinary text
 ("2", "4", ..., "10", or "1.5" for a 1.5 s interval) between the audio placeholders. There is no marker
-at 0 s, and none after the last audio frame: a marker sits *before* the first frame that starts at or
-after its time, so the number of audio placeholders always equals the encoder's frame count.
+at 0 s. A marker sits right after the placeholders of the frames that start before its time, i.e. before
+the first frame starting at or after it; a marker whose time the audio reaches exactly (25 frames = 2.0 s)
+still follows the last frame, as the released processor's `_build_audio_tokens_with_time_markers` writes
+it (it loops over the whole seconds up to `int(frames / 12.5)`). The number of audio placeholders always
+equals the encoder's frame count.
 
 Timestamped targets (timestamped ASR, event localisation) write times in the same form, so a model can
 copy a marker it has just read into its answer:
@@ -40,8 +43,10 @@ def marker_positions(
 
     Returns [(frame_index, seconds)]: the marker for `seconds` is inserted just before audio frame
     `frame_index` (i.e. after `frame_index` placeholders), the first frame starting at or after `seconds`.
-    Markers whose frame would be past the last frame are dropped. Intervals need not be a whole number
-    of frames (1.5 s at 12.5 Hz is 18.75 frames: markers before frames 19, 38, 57, ...).
+    Markers are kept while the audio lasts at least their time (`frame_index <= n_frames`): with 25
+    frames at 12.5 Hz the "2" follows the 25th and last frame, as in the released processor; later ones
+    are dropped. Intervals need not be a whole number of frames (1.5 s at 12.5 Hz is 18.75 frames:
+    markers before frames 19, 38, 57, ...).
     """
     if interval_s <= 0:
         raise ValueError("interval_s must be positive")
@@ -50,7 +55,7 @@ def marker_positions(
     while True:
         seconds = round(k * interval_s, 6)  # k * 0.1 should print as "0.3", not "0.30000000000000004"
         frame = math.ceil(seconds * frame_rate_hz - 1e-6)  # first frame with start time >= seconds
-        if frame >= n_frames:
+        if frame > n_frames:
             return out
         out.append((frame, seconds))
         k += 1

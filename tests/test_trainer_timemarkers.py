@@ -26,8 +26,9 @@ def test_marker_text():
 def test_marker_positions_released_interval():
     # 2 s = 25 frames at 12.5 Hz: markers before frames 25, 50, ...; none at 0, none after the last frame
     assert marker_positions(24) == []
-    assert marker_positions(25) == []  # exactly 2.0 s of audio: the "2" would follow the last frame
+    assert marker_positions(25) == [(25, 2.0)]  # exactly 2.0 s of audio: the "2" follows the last frame
     assert marker_positions(26) == [(25, 2.0)]
+    assert marker_positions(50) == [(25, 2.0), (50, 4.0)]
     assert marker_positions(51) == [(25, 2.0), (50, 4.0)]
     assert [s for _, s in marker_positions(12 * 25 + 1)][-2:] == [22.0, 24.0]
 
@@ -55,7 +56,8 @@ def split_span(tok, ids):
             n_audio += 1
         else:
             text.append(i)
-    assert not text, "a marker never ends the span"
+    if text:  # a marker may close the span (the audio lasts exactly up to its time)
+        markers.append((n_audio, tok.decode(text)))
     return markers, n_audio
 
 
@@ -71,9 +73,9 @@ def test_span_markers_sit_at_the_right_frames(duration_s, interval_s):
     k = 1
     while True:  # independent of marker_positions: walk the frames' start times
         t = round(k * interval_s, 6)
-        first = next((f for f in range(n_frames) if f / 12.5 >= t - 1e-9), None)
-        if first is None:
+        if t * 12.5 > n_frames + 1e-9:  # the audio does not last until t
             break
+        first = next(f for f in range(n_frames + 1) if f / 12.5 >= t - 1e-9)
         expected.append((first, marker_text(t)))
         k += 1
     assert markers == expected
@@ -108,3 +110,30 @@ def test_timestamped_words_round_trip():
     back = parse_timestamped_words(text)
     assert [w["word"] for w in back] == ["hello", "world"]
     assert [(w["start_s"], w["end_s"]) for w in back] == [(0.05, 0.5), (1.0, 1.44)]
+
+
+def released_span(n_frames: int, audio: int, digit: dict[str, int]) -> list[int]:
+    """The released processor's audio span (without bos/eos), restated from its description: for each
+    even whole second up to int(n_frames / 12.5), the placeholders up to frame second * 12.5, then the
+    second's digits; then the remaining placeholders."""
+    out: list[int] = []
+    done = 0
+    for second in range(2, int(n_frames / 12.5) + 1, 2):
+        upto = second // 2 * 25
+        out += [audio] * (upto - done)
+        done = upto
+        out += [digit[c] for c in str(second)]
+    return out + [audio] * (n_frames - done)
+
+
+def test_span_equals_released_processor_for_1_to_400_frames():
+    tok = ByteTokenizer()
+    sp = tok.special
+    digit = {c: tok.encode(c)[0] for c in "0123456789"}
+    for n in range(1, 401):
+        ours = audio_span(tok, n, 2.0)
+        assert ours[0] == sp[AUDIO_BOS] and ours[-1] == sp[AUDIO_EOS]
+        assert ours[1:-1] == released_span(n, sp[AUDIO], digit), n
+    # the cases the issue names: 25 frames -> 25 placeholders then "2"; 50 -> "2" after 25, "4" at the end
+    assert tok.decode(audio_span(tok, 25, 2.0)[1:-1]) == "<|AUDIO|>" * 25 + "2"
+    assert tok.decode(audio_span(tok, 50, 2.0)[1:-1]) == "<|AUDIO|>" * 25 + "2" + "<|AUDIO|>" * 25 + "4"

@@ -98,7 +98,8 @@ def _mid() -> RunConfig:
 
 
 def _released(name: str, decoder: DecoderConfig) -> RunConfig:
-    model = ModelConfig(encoder=EncoderConfig(), decoder=decoder, adapter_hidden=8192, tokenizer="")
+    model = ModelConfig(encoder=EncoderConfig(attention_window=100), decoder=decoder, adapter_hidden=8192,
+                        tokenizer="")
     train = TrainConfig(
         lr=1e-4, min_lr=1e-5, warmup_steps=500, max_steps=100_000, tokens_per_batch=32768, max_seq_len=8192,
         fsdp=True, log_interval=10, eval_interval=1000, ckpt_interval=2000,

@@ -22,10 +22,11 @@ def audio_span(tok, n_frames: int, marker_interval_s: float | None) -> list[int]
     sp = tok.special
     markers = dict(marker_positions(n_frames, FRAME_RATE_HZ, marker_interval_s)) if marker_interval_s else {}
     ids = [sp[AUDIO_BOS]]
-    for frame in range(n_frames):
-        if frame in markers:
+    for frame in range(n_frames + 1):
+        if frame in markers:  # a marker at frame n_frames closes the span, as in the released processor
             ids += tok.encode(marker_text(markers[frame]))
-        ids.append(sp[AUDIO])
+        if frame < n_frames:
+            ids.append(sp[AUDIO])
     ids.append(sp[AUDIO_EOS])
     return ids
 

@@ -14,6 +14,8 @@ IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 AUDIO_BOS, AUDIO, AUDIO_EOS = "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"
 PAD = "<|endoftext|>"
 SPECIAL_TOKENS = (PAD, IM_START, IM_END, AUDIO_BOS, AUDIO, AUDIO_EOS)
+QWEN_IM_END = 151645
+RELEASED_AUDIO_IDS = {AUDIO: 151654, AUDIO_BOS: 151669, AUDIO_EOS: 151670}
 
 
 class ByteTokenizer:
@@ -55,16 +57,32 @@ class HFTokenizer:
         self.name = str(path)
         self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         missing = [t for t in SPECIAL_TOKENS if self.tok.convert_tokens_to_ids(t) in (None, self.tok.unk_token_id)]
+        released = {}
+        if self.tok.convert_tokens_to_ids(IM_END) == QWEN_IM_END and set(missing) <= set(RELEASED_AUDIO_IDS):
+            # a Qwen tokenizer without audio tokens: use the ids the released MOSS-Audio processor uses
+            # (<|AUDIO|> aliases 151654; bos/eos take 151669/151670, inside Qwen's 151,936-row embedding)
+            released = {t: RELEASED_AUDIO_IDS[t] for t in missing}
+            missing = []
         if missing:
             self.tok.add_special_tokens({"additional_special_tokens": missing})
-        self.special = {t: self.tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        self.vocab_size = len(self.tok)
+        self.special = {t: released.get(t, self.tok.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
+        self.vocab_size = max(len(self.tok), max(self.special.values()) + 1)
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)
 
     def decode(self, ids) -> str:
-        return self.tok.decode([int(i) for i in ids])
+        inv = {v: k for k, v in self.special.items()}
+        out, run = [], []
+        for i in (int(i) for i in ids):
+            if i in inv and i >= len(self.tok):  # a released audio id the tokenizer itself does not know
+                out.append(self.tok.decode(run))
+                out.append(inv[i])
+                run = []
+            else:
+                run.append(i)
+        out.append(self.tok.decode(run))
+        return "".join(out)
 
     def save(self, directory: str | Path) -> None:
         self.tok.save_pretrained(str(directory))

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer.configs import RunConfig, Stage, TrainConfig
 from trainer.data import ShardStream, expand_data, make_loader
+from trainer.model.lora import is_lora_param
 from trainer.model.model import AudioLM
 from trainer.tokenizer import AUDIO, load_tokenizer
 
@@ -64,8 +65,13 @@ def build_model(cfg: RunConfig, device: torch.device | str = "cpu"):
 
 
 def set_stage(model: AudioLM, stage: Stage) -> None:
+    """Train the stage's parts, freeze the rest. With LoRA on the decoder, training "decoder" trains its
+    LoRA matrices only: the decoder's own weights stay frozen."""
     for name, part in model.parts().items():
         part.requires_grad_(name in stage.train)
+    if model.cfg.lora.rank > 0:
+        for name, p in model.decoder.named_parameters():
+            p.requires_grad_("decoder" in stage.train and is_lora_param(name))
 
 
 def make_optimizer(model: AudioLM, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
@@ -200,8 +206,45 @@ def peak_flops(device: torch.device) -> float | None:
 
 
 # ----------------------------------------------------------------------------- the loop
+def init_weights(model: AudioLM, path: str | Path) -> None:
+    """Start from another checkpoint's weights: a released MOSS-Audio directory, or a run / checkpoint dir
+    of ours. LoRA matrices absent from it keep their fresh initialisation."""
+    from trainer.moss_audio import load_released_weights
+    from trainer.runs import is_moss_audio_dir, resolve_checkpoint
+
+    if is_moss_audio_dir(path):
+        load_released_weights(model, path)
+        return
+    _, ckpt = resolve_checkpoint(path)
+    state = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not is_lora_param(m)]
+    if missing or unexpected:
+        raise ValueError(f"--init-from {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+class TaskEval:
+    """Generation + task metrics (trainer/evaluate.py) on a few held-out SFT samples, read once; rank 0 only."""
+
+    def __init__(self, eval_data: list[str], tasks: list[str], per_task: int):
+        from trainer.evaluate import read_sft_samples
+
+        self.samples, self.skipped = read_sft_samples(eval_data, tasks or None, per_task)
+
+    def __call__(self, model: AudioLM, tok, device, autocast) -> dict:
+        from trainer.evaluate import evaluate_samples
+        from trainer.generate import Generator
+
+        model.eval()
+        with autocast():
+            scores, _ = evaluate_samples(Generator(model, tok, device), self.samples, max_new_tokens=128)
+        model.train()
+        return scores
+
+
 def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[str] | None = None,
-          record_keys: bool = False, emit=None) -> dict:
+          record_keys: bool = False, emit=None, init_from: str | Path | None = None,
+          eval_tasks: list[str] | None = None, eval_samples: int = 16) -> dict:
     """Train `cfg` on the shards in `data` into `output`; resumes from output's latest checkpoint.
     Returns a summary (final step, last loss, tokens/s, weights digest). `record_keys` (debugging) writes
     the "epoch:key" of every sample this rank trained on, and its weights digest, to RUN_DIR/debug/."""
@@ -214,6 +257,9 @@ def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[s
     torch.manual_seed(tc.seed)
 
     model, tok = build_model(cfg, device)
+    if init_from and latest_checkpoint(run_dir) is None:  # a resumed run continues from its own checkpoint
+        init_weights(model, init_from)
+        log({"init_from": str(init_from)})
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
         tok.save(run_dir)
@@ -246,6 +292,9 @@ def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[s
                                   marker_interval_s=cfg.model.marker_interval_s,
                                   tokens_per_batch=tc.tokens_per_batch, max_seq_len=tc.max_seq_len, rank=rank,
                                   world_size=world, seed=tc.seed, infinite=False)
+    task_eval = None
+    if eval_data and eval_tasks and rank == 0 and not fsdp:
+        task_eval = TaskEval(eval_data, eval_tasks, eval_samples)
     tb = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -309,9 +358,16 @@ def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[s
             window_tokens, window_t0 = 0, time.perf_counter()
         if eval_stream is not None and tc.eval_interval and (step % tc.eval_interval == 0 or step == tc.max_steps):
             eval_loss = evaluate(module, eval_stream, tc.eval_batches, device, autocast)
-            log({"step": step, "eval_loss": round(eval_loss, 5)})
+            rec = {"step": step, "eval_loss": round(eval_loss, 5)}
+            if task_eval is not None and task_eval.samples:
+                rec["eval_tasks"] = task_eval(model, tok, device, autocast)
+            log(rec)
             if tb:
                 tb.add_scalar("eval/loss", eval_loss, step)
+                for task, scores in rec.get("eval_tasks", {}).items():
+                    for name, v in scores.items():
+                        if isinstance(v, (int, float)) and name != "n":
+                            tb.add_scalar(f"eval/{task}/{name}", v, step)
         if step % tc.ckpt_interval == 0 or step == tc.max_steps:
             save_checkpoint(run_dir, step, module, opt, data_batches, fsdp, rank)
 

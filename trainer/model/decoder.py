@@ -78,18 +78,23 @@ class Decoder(nn.Module):
         audio_mask: torch.Tensor | None = None,  # (B, T) True at audio placeholders
         deepstack: list[torch.Tensor] = (),  # K tensors (N_audio, C), added after layers 0..K-1
         return_hidden: bool = False,
+        attention_mask: torch.Tensor | None = None,  # (B, 1, T, T_past + T) bool, or None: packed causal
+        cache=None,  # a transformers Cache (generation): keys and values of the tokens seen so far
     ):
         m = self.lm.model
         assert len(deepstack) <= len(m.layers)
-        mask = create_causal_mask(
-            config=self.config, inputs_embeds=inputs_embeds, attention_mask=None, cache=None,
-            position_ids=position_ids,
-        )
+        mask = attention_mask
+        if mask is None:
+            mask = create_causal_mask(
+                config=self.config, inputs_embeds=inputs_embeds, attention_mask=None, cache=cache,
+                position_ids=position_ids,
+            )
         x = inputs_embeds
         rope = m.rotary_emb(x, position_ids)
         hidden = []
         for i, layer in enumerate(m.layers):
-            x = layer(x, attention_mask=mask, position_embeddings=rope, position_ids=position_ids)
+            x = layer(x, attention_mask=mask, position_embeddings=rope, position_ids=position_ids, cache=cache,
+                      use_cache=cache is not None)
             if i < len(deepstack):
                 x = inject(x, audio_mask, deepstack[i])  # (B, T, C), changed at audio positions only
             hidden.append(x)

@@ -1,6 +1,11 @@
 """The audio encoder: log-mel (100 Hz) -> conv stem (3 x stride 2 -> 12.5 Hz) -> sinusoidal positions
 -> Transformer encoder layers (Whisper-style, pre-norm) -> LayerNorm.
 
+Windowed attention (`attention_window`, the release's `encoder_attention_window_size`, 100 frames = 8 s):
+the frames are cut into consecutive windows of that many frames and each frame attends only to the frames
+of its own window, so the cost grows linearly with the audio length. `None` (or a window that covers the
+whole input) is full attention over the sample's valid frames.
+
 It also returns the hidden states after the DeepStack tap layers (`tap_layers`, counted from 1:
 "after layer 8" is the output of the 8th layer).
 
@@ -42,7 +47,8 @@ class EncoderConfig:
     ffn: int = 5120
     max_frames: int = 3000  # sinusoid table length: 240 s at 12.5 Hz
     tap_layers: tuple[int, ...] = (8, 16, 24)  # DeepStack taps, "after layer k", 1-based
-    output_dim: int | None = None  # optional linear out_proj after the final norm
+    output_dim: int | None = None  # optional linear out_proj (no bias, as released) after the final norm
+    attention_window: int | None = None  # frames per attention window ("encoder_attention_window_size")
     whisper_path: str | None = None  # a Hugging Face Whisper checkpoint dir to initialise the layers from
 
 
@@ -52,6 +58,20 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> to
     inv = torch.exp(-log_inc * torch.arange(channels // 2))
     t = torch.arange(length)[:, None] * inv[None, :]
     return torch.cat([t.sin(), t.cos()], dim=1)
+
+
+def attention_mask(n_frames: torch.Tensor, T: int, window: int | None) -> torch.Tensor:
+    """Which key frames each frame may attend: the sample's valid frames and, with a `window`, only those
+    in the same window of `window` consecutive frames (frames 0..w-1, w..2w-1, ...; the last one may be
+    shorter). (B,) valid frame counts -> bool (B, 1, 1, T) without a window, (B, 1, T, T) with one."""
+    t = torch.arange(T, device=n_frames.device)
+    valid = t[None, :] < n_frames[:, None]  # (B, T)
+    if not window or window >= T:
+        return valid[:, None, None, :]
+    same = (t[:, None] // window) == (t[None, :] // window)  # (T, T)
+    mask = valid[:, None, None, :] & same[None, None]  # (B, 1, T, T)
+    # a padding frame whose window holds no valid frame attends itself (no all-masked row, no NaN)
+    return mask | torch.eye(T, dtype=torch.bool, device=t.device)[None, None]
 
 
 class ConvStem(nn.Module):
@@ -92,11 +112,14 @@ class EncoderAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """attn_mask (B, 1, T or 1, T): True where a frame may attend a key frame; or (B, T) valid keys."""
         B, T, D = x.shape
+        if attn_mask.dim() == 2:
+            attn_mask = attn_mask[:, None, None, :]
         q, k, v = (p(x).view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
                    for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])  # (B, H, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, T, hd)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))
 
 
@@ -111,8 +134,8 @@ class EncoderLayer(nn.Module):
         self.fc1 = nn.Linear(cfg.d_model, cfg.ffn)
         self.fc2 = nn.Linear(cfg.ffn, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), attn_mask)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
@@ -126,7 +149,7 @@ class AudioEncoder(nn.Module):
         self.register_buffer("positions", sinusoids(cfg.max_frames, cfg.d_model), persistent=False)
         self.layers = nn.ModuleList([EncoderLayer(cfg) for _ in range(cfg.n_layers)])
         self.ln_post = nn.LayerNorm(cfg.d_model)
-        self.out_proj = nn.Linear(cfg.d_model, cfg.output_dim) if cfg.output_dim else nn.Identity()
+        self.out_proj = nn.Linear(cfg.d_model, cfg.output_dim, bias=False) if cfg.output_dim else nn.Identity()
 
     @property
     def output_dim(self) -> int:
@@ -140,10 +163,10 @@ class AudioEncoder(nn.Module):
         if T > self.cfg.max_frames:
             raise ValueError(f"{T} audio frames exceed max_frames={self.cfg.max_frames}")
         x = x + self.positions[:T].to(x.dtype)
-        key_mask = torch.arange(T, device=x.device)[None, :] < n_frames[:, None]  # (B, T)
+        mask = attention_mask(n_frames, T, self.cfg.attention_window)  # (B, 1, T or 1, T)
         taps = []
         for i, layer in enumerate(self.layers, start=1):
-            x = layer(x, key_mask)
+            x = layer(x, mask)
             if i in self.cfg.tap_layers:
                 taps.append(x)
         return self.out_proj(self.ln_post(x)), taps, n_frames

@@ -19,6 +19,7 @@ from trainer.model.adapter import SwiGLUAdapter
 from trainer.model.decoder import Decoder, DecoderConfig
 from trainer.model.deepstack import DeepStack
 from trainer.model.encoder import AudioEncoder, EncoderConfig, load_whisper_encoder
+from trainer.model.lora import LoRAConfig, apply_lora
 from trainer.sequence import IGNORE
 
 
@@ -30,6 +31,7 @@ class ModelConfig:
     deepstack: bool = True  # False: no injection (K = 0), for ablation; the taps are then not used
     marker_interval_s: float | None = 2.0  # None: no time markers
     tokenizer: str = "bytes"  # "bytes", or a local tokenizer dir (default: decoder.pretrained_path)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank > 0: LoRA on the decoder, its weights frozen
 
     @property
     def n_deepstack(self) -> int:
@@ -41,7 +43,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         enc = dict(d["encoder"], tap_layers=tuple(d["encoder"]["tap_layers"]))
-        return cls(**{**d, "encoder": EncoderConfig(**enc), "decoder": DecoderConfig(**d["decoder"])})
+        lora = dict(d.get("lora") or {})
+        if "targets" in lora:
+            lora["targets"] = tuple(lora["targets"])
+        return cls(**{**d, "encoder": EncoderConfig(**enc), "decoder": DecoderConfig(**d["decoder"]),
+                      "lora": LoRAConfig(**lora)})
 
 
 class AudioLM(nn.Module):
@@ -56,6 +62,7 @@ class AudioLM(nn.Module):
         self.deepstack = DeepStack(cfg.n_deepstack, cfg.encoder.d_model, cfg.adapter_hidden, C)
         if cfg.encoder.whisper_path:
             load_whisper_encoder(self.encoder, cfg.encoder.whisper_path)
+        apply_lora(self.decoder.layers, cfg.lora)
 
     def parts(self) -> dict[str, nn.Module]:
         """The named parts a training stage can freeze or train."""
