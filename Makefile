@@ -13,7 +13,21 @@ DEMO_OUT ?= demo_out
 ENV := HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 RAY_AUTH_MODE=disabled
 SYSPY = $$(command -v $(PY) || command -v python3)
 TOOL = $$($(SYSPY) -c "import tomllib; v=tomllib.load(open('pyproject.toml','rb'))['tool']['eventcap']['$(1)']; print(v if isinstance(v, str) else ' '.join(v))")
-LOCKPIN = $$(sed -n 's/^$(1)==//p' $(LOCK))
+LOCKPIN = $$(sed -n -E 's/^$(subst -,[-_],$(1))==//Ip' $(LOCK))
+
+# Uninstall whatever the lock does not list (left by hand installs), so `pip freeze` equals the lock.
+define PRUNE_SCRIPT
+import re, subprocess, sys
+norm = lambda n: re.sub(r'[-_.]+', '-', n).lower()
+lock = {norm(l.split('==')[0]) for l in open(sys.argv[1]) if '==' in l and not l.startswith('#')}
+out = subprocess.run([sys.executable, '-m', 'pip', 'freeze', '--all', '--exclude-editable'], capture_output=True, text=True).stdout
+extra = sorted({re.split(r'[ =@]', l, maxsplit=1)[0] for l in out.splitlines() if l.strip()} - {''})
+extra = [n for n in extra if norm(n) not in lock]
+if extra:
+    print('removing packages not in the lock:', ' '.join(extra))
+    subprocess.run([sys.executable, '-m', 'pip', 'uninstall', '-q', '-y', *extra], check=True)
+endef
+export PRUNE_SCRIPT
 
 .PHONY: install apt wheels lock demo test test-fast lint bench doctor clean
 
@@ -42,8 +56,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "pip==$(call LOCKPIN,pip)" "setuptools==$(call LOCKPIN,setuptools)" "wheel==$(call LOCKPIN,wheel)"
 	$(BIN)/pip install -q --no-deps --find-links $(WHEELS) -r $(LOCK)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
-	@extra=$$(comm -23 <($(BIN)/pip freeze --all --exclude-editable | sort -f) <(grep -v '^#' $(LOCK) | sort -f)); \
-	if [ -n "$$extra" ]; then echo "removing packages not in $(LOCK): $$extra"; $(BIN)/pip uninstall -q -y $$(echo "$$extra" | sed 's/==.*//'); fi
+	$(BIN)/python -c "$$PRUNE_SCRIPT" $(LOCK)
 	rm -f $(VENV)/.installed-*; touch $@
 
 # A fresh venv resolved from pyproject.toml (all extras), frozen with every version exact.
