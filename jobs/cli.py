@@ -1,4 +1,4 @@
-"""The `eventcap` command line: annotate (and train, when the trainer is installed)."""
+"""The `eventcap` command line: annotate, report, submit/status/logs/stop (and train, when the trainer is installed)."""
 
 from __future__ import annotations
 
@@ -30,11 +30,23 @@ def _annotate(args: argparse.Namespace) -> int:
     print(f"manifest:   {out}/manifest")
     print(f"quarantined {rep['quarantined']['count']} (see {out}/quarantine): "
           f"{json.dumps(rep['quarantined']['by_error'])}")
-    print(f"report:     {out}/report.json")
+    print(f"report:     {out}/report.html ({out}/report.json); dataset card: {out}/README.md")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _report(args: argparse.Namespace) -> int:
+    from pipeline.dataset_card import write_dataset_card
+    from pipeline.report import write_report
+
+    print(write_report(args.output))
+    print(write_dataset_card(args.output))
+    return 0
+
+
+LIGHT_COMMANDS = ("submit", "status", "logs", "stop", "report")  # start fast: no trainer (torch) import
+
+
+def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventcap", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -47,20 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--progress", action="store_true", help="show Ray Data progress bars")
     a.set_defaults(func=_annotate)
 
+    r = sub.add_parser("report", help="write OUT/report.html (charts, one offline file) and the dataset card OUT/README.md")
+    r.add_argument("output", metavar="OUT", help="an annotate output directory (or URI)")
+    r.set_defaults(func=_report)
+
+    from jobs.remote import add_remote_commands
+
+    add_remote_commands(sub)
+
+    if with_trainer:
+        _add_train(sub)
+    return p
+
+
+def _add_train(sub) -> None:
     try:
         from trainer.cli import add_train_arguments, run_train
     except ImportError:
-        pass
-    else:
-        t = sub.add_parser("train", help="train the audio-language model from shards")
-        add_train_arguments(t)
-        t.set_defaults(func=run_train)
-    return p
+        return
+    t = sub.add_parser("train", help="train the audio-language model from shards")
+    add_train_arguments(t)
+    t.set_defaults(func=run_train)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_trainer=not argv or argv[0] not in LIGHT_COMMANDS).parse_args(argv)
     return args.func(args)
 
 

@@ -111,7 +111,20 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     }
     with fs.open_output_stream(f"{root}/report.json") as f:
         f.write(json.dumps(report, indent=2).encode())
+    _write_readables(output)
     return JobResult(output, report)
+
+
+def _write_readables(output: str) -> None:
+    """report.html and the dataset card: derived from what is committed, so a failure here loses no data."""
+    from pipeline.dataset_card import write_dataset_card
+    from pipeline.report import write_report
+
+    for write in (write_report, write_dataset_card):
+        try:
+            write(output)
+        except Exception:  # the shards are committed; `eventcap report OUT` writes these again
+            log.exception("could not write %s for %s", write.__name__, output)
 
 
 def _read_quarantine(output: str) -> list[dict]:

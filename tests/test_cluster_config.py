@@ -54,7 +54,7 @@ def _ray_start_args(line: str) -> list[str]:
     """The arguments after `ray start` in a start command (env assignments and ulimit stripped)."""
     cmd = line.split(";")[-1]
     words = shlex.split(cmd.replace("$RAY_HEAD_IP", "10.0.0.1").replace("~/", "/home/ubuntu/"))
-    i = next(i for i, w in enumerate(words) if w.endswith("/ray"))
+    i = next(i for i, w in enumerate(words) if w == "ray")
     assert words[i + 1] == "start"
     return words[i + 2:]
 
@@ -67,6 +67,7 @@ def test_ray_start_lines_parse_with_rays_cli(section):
     ctx = start.make_context("start", _ray_start_args(line))  # raises on an unknown or malformed flag
     assert ctx.params["disable_usage_stats"]
     assert "RAY_AUTH_MODE=disabled" in line  # explicit: never depends on a stray token file
+    assert "export PATH=$HOME/eventcap-venv/bin:$PATH;" in line  # jobs' `python` is the venv's
     assert CFG[section][0].endswith("ray stop")
     if section == "head_start_ray_commands":
         assert ctx.params["head"] and ctx.params["dashboard_host"] == "127.0.0.1"
