@@ -70,6 +70,7 @@ def test_submit_wait_runs_annotate_on_the_cluster_with_the_shipped_config(head, 
     assert report["config"]["speech"]["enabled"] is False
     keys = pq.read_table(out / "manifest").column("key").to_pylist()
     assert len(keys) == report["segments"]["written"] >= 2 and len(set(keys)) == len(keys)
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "README.md").exists()  # written at the end
 
     st = eventcap(head, "status", job_id, "--address", head.address)
     assert st.returncode == 0 and f"{job_id}\tSUCCEEDED" in st.stdout
