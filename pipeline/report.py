@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from stages.ingest import filesystem_for
+from stages.ingest import filesystem_for, redact_uri
 from stages.shard_writer import write_atomic
 
 MANIFEST_COLUMNS = ["key", "source_uri", "duration_s", "routes", "language", "n_speakers", "events", "tempo_bpm",
@@ -210,7 +210,7 @@ def render_html(output: str, manifest: pa.Table | None, quarantine: pa.Table | N
         cards.append(f'<section class="card"><h2>{html.escape(c.title)}</h2>{body}{note}</section>')
     stat_html = "".join(f'<div class="stat"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
                         for v, k in stats)
-    meta = " · ".join(x for x in (html.escape(output), f"config {job.get('config_hash', '–')}",
+    meta = " · ".join(x for x in (html.escape(redact_uri(output)), f"config {job.get('config_hash', '–')}",
                                   f"schema {job.get('schema_version', '–')}",
                                   f"last run finished {job.get('finished', '–')}") if x)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>eventcap report</title>'
