@@ -3,8 +3,10 @@
 `datasets` infers column types from the first rows it reads; a nested field that is null in those rows
 (`speech` on non-speech segments) is typed `null` and the load fails when a struct arrives. Declaring the
 features (`dataset_info.features`) fixes every column's type up front, so `datasets.load_dataset(OUT)` reads
-the manifest (config `manifest`, Parquet) and the shards (config `shards`, WebDataset) with typed columns,
-and the directory can be pushed to the Hub as it is.
+the shards (config `shards`, WebDataset) with typed columns, and the directory can be pushed to the Hub as
+it is. `datasets` 5.x picks one builder for all configs of a directory (from the first config's files), so
+the Parquet manifest cannot be a second config next to the WebDataset shards; it needs no card: Parquet
+carries its schema (`load_dataset("parquet", data_files="OUT/manifest/*.parquet")` is typed as written).
 
 The shard JSON's types come from the pydantic model (`SegmentAnnotation`), the manifest's from its Arrow
 schema, so the card follows the schemas when they change. `models` is a mapping whose keys are the stages
@@ -103,15 +105,9 @@ def card_header(model_stages: list[str]) -> dict:
     return {
         "pretty_name": "eventcap audio annotations",
         "tags": ["audio", "eventcap", "webdataset"],
-        "configs": [
-            {"config_name": "manifest", "default": True,
-             "data_files": [{"split": "train", "path": "manifest/*.parquet"}]},
-            {"config_name": "shards", "data_files": [{"split": "train", "path": "shards/*.tar"}]},
-        ],
-        "dataset_info": [
-            {"config_name": "manifest", "features": manifest_features()},
-            {"config_name": "shards", "features": shard_features(model_stages)},
-        ],
+        "configs": [{"config_name": "shards", "default": True,
+                     "data_files": [{"split": "train", "path": "shards/*.tar"}]}],
+        "dataset_info": [{"config_name": "shards", "features": shard_features(model_stages)}],
     }
 
 
@@ -122,18 +118,18 @@ Written by `eventcap annotate` (schema {schema}). {n:,} segments ({hours:.2f} h 
 sources, in {shards:,} WebDataset shards. Each segment was cut at event boundaries, routed to the speech,
 music and general-audio branches and captioned; `report.html` has the charts.
 
-| config | files | one row per |
-|---|---|---|
-| `manifest` (default) | `manifest/*.parquet` | segment: lineage, routes, branch fields and captions, no audio |
-| `shards` | `shards/*.tar` | segment: `flac` (16 kHz mono), `json` (the full annotation), `txt` (the caption) |
+| files | one row per |
+|---|---|
+| `shards/*.tar` (config `shards`, WebDataset) | segment: `flac` (16 kHz mono), `json` (the full annotation), `txt` (the caption) |
+| `manifest/*.parquet` | segment: lineage, routes, branch fields and captions, no audio |
 
 A shard counts only when its `shards/shard-NNNNNN.keys.json` marker exists (it is written last).
 `quarantine/*.parquet` lists every input that could not be used, with the reason.
 
 ```python
 from datasets import load_dataset
-manifest = load_dataset("OUT", "manifest", split="train")
-shards = load_dataset("OUT", "shards", split="train")   # typed: json.speech is a struct even when null
+shards = load_dataset("OUT", split="train")  # typed from this card: json.speech is a struct even when null
+manifest = load_dataset("parquet", data_files="OUT/manifest/*.parquet", split="train")  # Parquet has its types
 
 import webdataset as wds
 for sample in wds.WebDataset(sorted(glob.glob("OUT/shards/shard-*.tar"))):

@@ -104,21 +104,19 @@ def test_report_of_an_output_with_nothing_but_quarantine_says_so(tmp_path):
 
 # ------------------------------------------------------------------ the dataset card and the readers
 @pytest.mark.slow
-def test_datasets_loads_typed_manifest_and_shards_from_the_card(annotated):
+def test_datasets_loads_typed_shards_from_the_card(annotated):
     import datasets
 
-    m = manifest(annotated)
-    man = datasets.load_dataset(str(annotated), "manifest", split="train")
-    assert man.num_rows == m.num_rows
-    assert man.features["n_speakers"] == datasets.Value("int32")
-    assert man.features["speakers"] == datasets.List({"speaker": datasets.Value("string"),
-                                                       "start_s": datasets.Value("float64"),
-                                                       "end_s": datasets.Value("float64")})
+    from pipeline.dataset_card import manifest_features
 
-    shards = datasets.load_dataset(str(annotated), "shards", split="train")
+    m = manifest(annotated)
+    shards = datasets.load_dataset(str(annotated), split="train")  # the card's default config: the shards
     assert sorted(shards["__key__"]) == sorted(m.column("key").to_pylist())
     speech_t = shards.features["json"]["speech"]
     assert isinstance(speech_t, dict) and speech_t["transcript"] == datasets.Value("string")
+    assert speech_t["speakers"] == datasets.List({"speaker": datasets.Value("string"),
+                                                  "start_s": datasets.Value("float64"),
+                                                  "end_s": datasets.Value("float64")})
     assert shards.features["flac"] == datasets.Audio(sampling_rate=16000)
     rows = {r["__key__"]: r for r in shards.select_columns(["__key__", "json", "txt"])}
     for key, routes, transcript, caption in zip(*(m.column(c).to_pylist() for c in
@@ -129,6 +127,45 @@ def test_datasets_loads_typed_manifest_and_shards_from_the_card(annotated):
         if j["speech"] is not None:
             assert j["speech"]["transcript"] == transcript
     assert set(shards.features["json"]["models"]) >= {"vad", "sound_classes"}
+
+    # the manifest is Parquet: typed as written, and the same types the card module derives for it
+    man = datasets.load_dataset("parquet", data_files=str(annotated / "manifest" / "*.parquet"), split="train")
+    assert man.num_rows == m.num_rows
+    assert man.features == datasets.Features._from_yaml_list(manifest_features())
+
+
+def test_card_types_follow_the_pydantic_model_even_when_the_first_rows_have_no_speech(tmp_path):
+    """The failure the card exists for: non-speech rows first, a speech struct later."""
+    import datasets
+    import webdataset as wds
+
+    from pipeline.dataset_card import write_dataset_card
+    from schemas.annotation import ModelInfo, SegmentAnnotation, SpeechAnnotation, Word
+    from schemas.tables import MANIFEST_SCHEMA, manifest_row
+    from stages.shard_writer import flac_bytes
+
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "manifest").mkdir()
+    segs = []
+    with wds.TarWriter(str(tmp_path / "shards" / "shard-000000.tar")) as tw:
+        for i in range(4):
+            sp = SpeechAnnotation(transcript="hi", language="en", words=[Word(word="hi", start_s=0.1, end_s=0.3,
+                                                                              probability=0.9)]) if i == 3 else None
+            seg = SegmentAnnotation(key=f"k{i}", source_uri="/a.wav", source_sha256="0" * 64, sample_rate=16000,
+                                    start_sample=0, end_sample=1600, start_s=0.0, end_s=0.1, duration_s=0.1,
+                                    cut_reasons=["source_start", "source_end"], routes=["speech"] if sp else [],
+                                    speech_share=0.0, music_share=0.0, other_share=0.0, speech=sp,
+                                    models={"vad": ModelInfo(name="silero")}, config_hash="c")
+            tw.write({"__key__": seg.key, "flac": flac_bytes(np.zeros(1600, np.float32), 16000),
+                      "json": seg.model_dump_json().encode(), "txt": b""})
+            segs.append(seg)
+    pq.write_table(pa.Table.from_pylist([manifest_row(s, "shard-000000.tar") for s in segs], schema=MANIFEST_SCHEMA),
+                   tmp_path / "manifest" / "shard-000000.parquet")
+    write_dataset_card(str(tmp_path))
+    ds = datasets.load_dataset(str(tmp_path), split="train")
+    assert [r["speech"] for r in ds["json"]][:3] == [None, None, None]
+    assert ds[3]["json"]["speech"]["words"][0]["word"] == "hi"
+    assert list(ds.features["json"]["models"]) == ["vad"]
 
 
 @pytest.mark.slow
