@@ -59,23 +59,26 @@ class JobPackage:
 
     def _ship_configs(self, command: list[str]) -> list[str]:
         """`--config FILE` (or `-c FILE`, `--config=FILE`) naming a local file travels with the job."""
-        out, i = [], 0
-        while i < len(command):
-            arg = command[i]
-            flag, value = (arg.split("=", 1) + [None])[:2] if arg.startswith("--config=") else (arg, None)
-            if flag in ("--config", "-c") and value is None and i + 1 < len(command):
-                value, i = command[i + 1], i + 1
-            if flag in ("--config", "-c") and value is not None:
-                if Path(value).is_file():
-                    (self.dir / CONFIG_DIR).mkdir(exist_ok=True)
-                    dest = f"{CONFIG_DIR}/{len(out)}-{Path(value).name}"
-                    shutil.copy2(value, self.dir / dest)
-                    value = dest
-                out += ["--config", value]
+        out, args = [], iter(command)
+        for arg in args:
+            if arg in ("--config", "-c"):
+                value = next(args, None)
+            elif arg.startswith("--config="):
+                value = arg.split("=", 1)[1]
             else:
                 out.append(arg)
-            i += 1
+                continue
+            out += [arg] if value is None else ["--config", self._ship(value)]
         return out
+
+    def _ship(self, path: str) -> str:
+        """Copy a local config file into the package; the job reads it from the working dir."""
+        if not Path(path).is_file():
+            return path  # a path on the cluster, or a name: passed as it is
+        (self.dir / CONFIG_DIR).mkdir(exist_ok=True)
+        dest = f"{CONFIG_DIR}/{len(list((self.dir / CONFIG_DIR).iterdir()))}-{Path(path).name}"
+        shutil.copy2(path, self.dir / dest)
+        return dest
 
     def entrypoint(self) -> str:
         run = "python -m jobs.cli " + shlex.join(self.command)
