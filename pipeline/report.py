@@ -26,6 +26,7 @@ MANIFEST_COLUMNS = ["key", "source_uri", "duration_s", "routes", "language", "n_
 INK, MUTED, GRID = "#1f2937", "#6b7280", "#e5e7eb"
 ROUTE_COLORS = {"speech": "#2563eb", "music": "#d97706", "general": "#059669"}
 ACCENT = "#4f46e5"
+WARN = "#dc2626"
 
 
 @dataclass
@@ -88,8 +89,12 @@ def _short(label: str, n: int = 28) -> str:
 
 
 def bar_chart(title: str, counts: dict[str, float], empty: str, xlabel: str = "segments", top: int = 12,
-              colors: dict[str, str] | None = None, fmt: str = "{:.0f}", note: str = "") -> Chart:
-    """Horizontal bars, largest on top, each labelled with its value."""
+              colors: dict[str, str] | None = None, fmt: str = "{:,.0f}", note: str = "",
+              log: bool = False, highlight_min: bool = False) -> Chart:
+    """Horizontal bars, largest on top, each labelled with its value. Counts get integer ticks; `log` suits
+    values spread over decades; `highlight_min` marks the smallest bar (the bottleneck)."""
+    from matplotlib.ticker import MaxNLocator
+
     items = sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: -kv[1])
     if not items:
         return Chart(title, None, empty)
@@ -98,9 +103,17 @@ def bar_chart(title: str, counts: dict[str, float], empty: str, xlabel: str = "s
     fig, ax = _figure(height=0.9 + 0.28 * len(items))
     labels = [_short(str(k)) for k, _ in items]
     values = [v for _, v in items]
-    bars = ax.barh(labels, values, color=[(colors or {}).get(str(k), ACCENT) for k, _ in items], height=0.62)
+    color = [(colors or {}).get(str(k), ACCENT) for k, _ in items]
+    if highlight_min:
+        color[values.index(min(values))] = WARN
+    bars = ax.barh(labels, values, color=color, height=0.62)
     ax.bar_label(bars, labels=[fmt.format(v) for v in values], padding=3, color=INK, fontsize=8)
-    ax.set_xlim(0, max(values) * 1.18)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 2, max(values) * 6)
+    else:
+        ax.set_xlim(0, max(values) * 1.18)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     if hidden > 0:
         note = (note + " " if note else "") + f"{hidden} more not shown."
@@ -117,6 +130,9 @@ def histogram(title: str, values: list[float], empty: str, xlabel: str, bins: in
     ax.grid(axis="x", visible=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("segments")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return Chart(title, _png(fig), note)
 
 
@@ -165,9 +181,10 @@ def charts(manifest: pa.Table | None, quarantine: pa.Table | None, report: dict)
     speed = {stage: audio_s / s["seconds"] for stage, s in (report.get("stages") or {}).items()
              if s.get("seconds") and audio_s}
     out.append(bar_chart("Per-stage throughput", speed, "No stage timings in report.json.",
-                         xlabel="audio seconds per busy second", fmt="{:.1f}", top=16,
+                         xlabel="audio seconds per busy second (log scale)", fmt="{:,.1f}", top=16, log=True,
+                         highlight_min=True,
                          note="Audio in the last run divided by the time each stage was busy, summed over its "
-                              "actors; the smallest bar is the bottleneck."))
+                              "actors. The red bar is the slowest stage: the one to give more actors or GPUs."))
     return out
 
 
