@@ -35,9 +35,22 @@ def test_every_node_installs_the_lock_then_the_package():
     assert lock < editable  # versions come from the lock; the package adds no dependency of its own
     assert "ray[" not in text and "ray==" not in text  # Ray's version too comes from the lock
     assert "assemble_base_model" in cmds[-1]
-    # the repository is what lands in ~/eventcap, so the files the commands name must be in it
-    assert CFG["file_mounts"]["~/eventcap"] == "."
-    assert (ROOT / "pyproject.toml").exists() and (ROOT / "annotators" / "speech" / "models.py").exists()
+
+
+
+def test_file_mounts_carry_the_whole_package_and_nothing_else():
+    import tomllib
+
+    mounts = CFG["file_mounts"]
+    assert all(remote == f"~/eventcap/{local[2:]}" for remote, local in mounts.items())
+    local = {m[2:] for m in mounts.values()}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages <= local  # every package `pip install -e ~/eventcap` installs is there
+    assert {"pyproject.toml", project["project"]["readme"], "requirements.lock"} <= local
+    assert not local & {".", ".venv", ".git", "tests"}
+    for path in local - {"requirements.lock"}:  # the lock arrives with the lock issue (14)
+        assert (ROOT / path).exists(), path
 
 
 def test_lock_pins_exact_versions():
