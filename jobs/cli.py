@@ -1,4 +1,5 @@
-"""The `eventcap` command line: annotate, sft, doctor (and train, when the trainer is installed)."""
+"""The `eventcap` command line: annotate, sft, report, doctor, submit/status/logs/stop, and (when the trainer
+is installed) train, generate, evaluate, export."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _annotate(args: argparse.Namespace) -> int:
     print(f"manifest:   {out}/manifest")
     print(f"quarantined {rep['quarantined']['count']} (see {out}/quarantine): "
           f"{json.dumps(rep['quarantined']['by_error'])}")
-    print(f"report:     {out}/report.json")
+    print(f"report:     {out}/report.html ({out}/report.json); dataset card: {out}/README.md")
     return 0
 
 
@@ -45,7 +46,19 @@ def _doctor(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _report(args: argparse.Namespace) -> int:
+    from pipeline.dataset_card import write_dataset_card
+    from pipeline.report import write_report
+
+    print(write_report(args.output))
+    print(write_dataset_card(args.output))
+    return 0
+
+
+LIGHT_COMMANDS = ("submit", "status", "logs", "stop", "report", "doctor")  # start fast: no trainer (torch) import
+
+
+def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventcap", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -64,44 +77,58 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check the installation: versions, embedded models, tools, GPU, Ray")
     add_doctor_arguments(d)
     d.set_defaults(func=_doctor)
+
     from jobs.sft import add_sft_arguments, run_sft_command
 
     s = sub.add_parser("sft", help="regenerate task-oriented SFT data from annotate outputs (no annotator runs)")
     add_sft_arguments(s)
     s.set_defaults(func=run_sft_command)
 
+    r = sub.add_parser("report", help="write OUT/report.html (charts, one offline file) and the dataset card OUT/README.md")
+    r.add_argument("output", metavar="OUT", help="an annotate output directory (or URI)")
+    r.set_defaults(func=_report)
+
+    from jobs.remote import add_remote_commands
+
+    add_remote_commands(sub)
+
+    if with_trainer:
+        _add_train(sub)
+    return p
+
+
+def _add_train(sub) -> None:
     try:
         from trainer.cli import add_train_arguments, run_train
     except ImportError:
-        pass
-    else:
-        t = sub.add_parser("train", help="train the audio-language model from shards")
-        add_train_arguments(t)
-        t.set_defaults(func=run_train)
-        from trainer.cli import (
-            add_evaluate_arguments,
-            add_export_arguments,
-            add_generate_arguments,
-            run_evaluate_cli,
-            run_export,
-            run_generate,
-        )
+        return
+    t = sub.add_parser("train", help="train the audio-language model from shards")
+    add_train_arguments(t)
+    t.set_defaults(func=run_train)
+    from trainer.cli import (
+        add_evaluate_arguments,
+        add_export_arguments,
+        add_generate_arguments,
+        run_evaluate_cli,
+        run_export,
+        run_generate,
+    )
 
-        g = sub.add_parser("generate", help="ask a trained model about audio files")
-        add_generate_arguments(g)
-        g.set_defaults(func=run_generate)
-        e = sub.add_parser("evaluate", help="score a trained model on held-out SFT tasks")
-        add_evaluate_arguments(e)
-        e.set_defaults(func=run_evaluate_cli)
-        x = sub.add_parser("export", help="write a trained model in the released MOSS-Audio layout")
-        add_export_arguments(x)
-        x.set_defaults(func=run_export)
-    return p
+    g = sub.add_parser("generate", help="ask a trained model about audio files")
+    add_generate_arguments(g)
+    g.set_defaults(func=run_generate)
+    e = sub.add_parser("evaluate", help="score a trained model on held-out SFT tasks")
+    add_evaluate_arguments(e)
+    e.set_defaults(func=run_evaluate_cli)
+    x = sub.add_parser("export", help="write a trained model in the released MOSS-Audio layout")
+    add_export_arguments(x)
+    x.set_defaults(func=run_export)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_trainer=not argv or argv[0] not in LIGHT_COMMANDS).parse_args(argv)
     return args.func(args)
 
 

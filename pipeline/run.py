@@ -17,7 +17,7 @@ from pipeline.plan import build_plan
 from pipeline.resources import TASK_CPUS
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
-from stages.ingest import filesystem_for, list_sources
+from stages.ingest import filesystem_for, list_sources, redact_uri
 from stages.rows import merge_stats
 from stages.shard_writer import (
     ShardCounter,
@@ -25,6 +25,7 @@ from stages.shard_writer import (
     clean_uncommitted,
     committed_shards,
     next_shard_index,
+    run_suffix,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     ctx.print_on_execution_start = False
 
     counter = ShardCounter.remote(next_shard_index(output))
-    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter)
+    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
     if todo:
         ds = build_plan(cfg, todo, skip_keys)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
@@ -91,7 +92,8 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     for q in _read_quarantine(output):
         by_error[q["error"]] += 1
     report = {
-        "job": {"inputs": inputs, "output": output, "config_hash": cfg.config_hash(),
+        "job": {"inputs": [redact_uri(i) for i in inputs], "output": redact_uri(output),
+                "config_hash": cfg.config_hash(),
                 "segmentation_hash": cfg.segmentation_hash(), "schema_version": SCHEMA_VERSION,
                 "started": started, "finished": datetime.now(UTC).isoformat(timespec="seconds"),
                 "wall_s": round(wall, 2)},
@@ -111,7 +113,20 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     }
     with fs.open_output_stream(f"{root}/report.json") as f:
         f.write(json.dumps(report, indent=2).encode())
-    return JobResult(output, report)
+    _write_readables(output)
+    return JobResult(redact_uri(output), report)
+
+
+def _write_readables(output: str) -> None:
+    """report.html and the dataset card: derived from what is committed, so a failure here loses no data."""
+    from pipeline.dataset_card import write_dataset_card
+    from pipeline.report import write_report
+
+    for write in (write_report, write_dataset_card):
+        try:
+            write(output)
+        except Exception:  # the shards are committed; `eventcap report OUT` writes these again
+            log.exception("could not write %s for %s", write.__name__, redact_uri(output))
 
 
 def _read_quarantine(output: str) -> list[dict]:

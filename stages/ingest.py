@@ -46,6 +46,16 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri)
 
 
+def redact_uri(uri: str) -> str:
+    """A URI fit for logs and reports: no user:password@ part, no query string (which may carry keys)."""
+    if "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    host, _, path = rest.partition("/")
+    host = host.rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/{path.split('?', 1)[0]}".rstrip("/") if path else f"{scheme}://{host.split('?')[0]}"
+
+
 def _uri(fs: pafs.FileSystem, path: str, template: str) -> str:
     if isinstance(fs, pafs.LocalFileSystem):
         return path

@@ -6,7 +6,12 @@ Layout under OUT (any `pyarrow.fs` filesystem):
     manifest/shard-NNNNNN.parquet   one row per segment (MANIFEST_SCHEMA), no audio
     quarantine/part-<id>.parquet    QUARANTINE_SCHEMA rows
 A shard counts only when its tar and its sidecar are both in place (DESIGN.md §4): files are written under
-a temporary name and renamed (local), or uploaded whole (object stores make an object visible atomically).
+a temporary name and renamed (local), or uploaded whole (object stores make an object visible only when its
+upload completes, so a reader never sees a partial object).
+
+Shard names never collide. Locally a name is claimed with a hard link, which fails if the name exists. An
+object store has no such call through pyarrow, and listing-then-writing races, so there the name carries the
+run's id (`shard-NNNNNN-<run>`): numbers are unique within a run (one counter actor), run ids across runs.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from schemas.tables import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, manifest_row, qua
 from stages.ingest import filesystem_for
 from stages.rows import audio_of, merge_stats, to_rows
 
-SHARD_RE = re.compile(r"shard-(\d{6,})\.(tar|keys\.json)$")
+SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
 
 
 @ray.remote(num_cpus=0)
@@ -85,9 +90,8 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, loca
         finally:
             os.unlink(tmp)
         return
-    # an object becomes visible only when its upload completes (conditional puts come with the S3 issue)
-    if exclusive and fs.get_file_info(path).type != pafs.FileType.NotFound:
-        raise NameTaken(path)
+    # an object becomes visible only when its upload completes; names written with `exclusive` are unique
+    # by construction on object stores (see run_suffix), so there is nothing to claim
     with fs.open_output_stream(path) as out:
         _write(out, data, local_file)
 
@@ -100,9 +104,9 @@ def committed_shards(output: str) -> dict[str, list[str]]:
     out = {}
     for name in sorted(names):
         m = SHARD_RE.match(name)
-        if m and m.group(2) == "keys.json" and f"shard-{m.group(1)}.tar" in names:
+        if m and m.group(3) == "keys.json" and f"{m.group(1)}.tar" in names:
             with fs.open_input_stream(f"{root}/shards/{name}") as f:
-                out[f"shard-{m.group(1)}"] = json.loads(f.read())["keys"]
+                out[m.group(1)] = json.loads(f.read())["keys"]
     return out
 
 
@@ -127,8 +131,14 @@ def clean_uncommitted(output: str) -> list[str]:
 def next_shard_index(output: str) -> int:
     fs, root = filesystem_for(output)
     sel = pafs.FileSelector(f"{root}/shards", allow_not_found=True)
-    idx = [int(m.group(1)) for fi in fs.get_file_info(sel) if (m := SHARD_RE.match(fi.base_name))]
+    idx = [int(m.group(2)) for fi in fs.get_file_info(sel) if (m := SHARD_RE.match(fi.base_name))]
     return max(idx) + 1 if idx else 0
+
+
+def run_suffix(output: str) -> str:
+    """'' on a local disk (names are claimed by hard link); '-<8 hex>' unique to this run on an object store."""
+    fs, _ = filesystem_for(output)
+    return "" if isinstance(fs, pafs.LocalFileSystem) else f"-{uuid.uuid4().hex[:8]}"
 
 
 # ------------------------------------------------------------------ the sink
@@ -167,8 +177,9 @@ class _OpenShard:
 class ShardWriter(Datasink[dict]):
     """Datasink writing WebDataset shards, manifest parts and quarantine parts; returns per-task stats."""
 
-    def __init__(self, output: str, target_shard_mb: float, counter):
+    def __init__(self, output: str, target_shard_mb: float, counter, name_suffix: str = ""):
         self.output = output.rstrip("/")
+        self.name_suffix = name_suffix
         self.target_bytes = int(target_shard_mb * 1024 * 1024)
         self.counter = counter
         self.results: list[dict] = []
@@ -227,7 +238,7 @@ class ShardWriter(Datasink[dict]):
         """Claim a shard name with the tar, then write its manifest part, then its sidecar (the commit)."""
         shard.tar.close()
         while True:
-            name = f"shard-{ray.get(self.counter.next.remote()):06d}"
+            name = f"shard-{ray.get(self.counter.next.remote()):06d}{self.name_suffix}"
             try:
                 write_atomic(fs, f"{root}/shards/{name}.tar", local_file=shard.path, exclusive=True)
                 break
