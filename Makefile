@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 LOCK := requirements.lock
 WHEELS := $(HOME)/.cache/eventcap/wheels
 STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
-APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop asterisk-moh-opsound-wav
+APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop asterisk-moh-opsound-wav chromium
 DEMO_OUT ?= demo_out
 ENV := HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 RAY_AUTH_MODE=disabled
 SYSPY = $$(command -v $(PY) || command -v python3)

@@ -56,20 +56,6 @@ def find_lock() -> Path | None:
     return p if p.exists() else None
 
 
-def read_lock(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, ver = line.split("==", 1)
-            pins[_norm(name)] = ver.strip()
-    return pins
-
-
-def _norm(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
 # ---- checks -------------------------------------------------------------------------------------------------
 
 def check_python() -> str:
@@ -112,23 +98,16 @@ def check_pyarrow() -> str:
 
 
 def check_lock() -> str:
+    from jobs.lockcheck import check, read_pins
+
     lock = find_lock()
     if lock is None:
         return "no requirements.lock next to the package (installed from a wheel): versions not compared"
-    pins = read_lock(lock)
-    wrong, missing = [], []
-    for name, want in sorted(pins.items()):
-        try:
-            have = version(name)
-        except PackageNotFoundError:
-            missing.append(name)
-            continue
-        if have != want:
-            wrong.append(f"{name} {have} (lock {want})")
-    if wrong or missing:
-        parts = ([f"differ: {', '.join(wrong[:6])}{' ...' if len(wrong) > 6 else ''}"] if wrong else []) + (
-            [f"missing: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"] if missing else [])
-        raise RuntimeError(f"{len(wrong) + len(missing)} of {len(pins)} packages off the lock; " + "; ".join(parts))
+    pins = read_pins(lock.read_text())
+    off = check(pins)
+    if off:
+        listed = ", ".join(f"{m.name} {m.installed or 'missing'} (lock {m.locked})" for m in off[:6])
+        raise RuntimeError(f"{len(off)} of {len(pins)} packages off the lock: {listed}{' ...' if len(off) > 6 else ''}")
     return f"all {len(pins)} packages at the lock's versions"
 
 
