@@ -1,5 +1,5 @@
-"""The `eventcap` command line: annotate, sft, report, doctor, submit/status/logs/stop, and (when the trainer
-is installed) train, generate, evaluate, export."""
+"""The `eventcap` command line: annotate, verify, sft, report, doctor, submit/status/logs/stop, and (when the
+trainer is installed) train, generate, evaluate, export."""
 
 from __future__ import annotations
 
@@ -17,9 +17,16 @@ def _annotate(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"eventcap: {e}", file=sys.stderr)
         return 2
-    from pipeline.run import run_annotate
+    from pipeline.lease import LeaseHeld, OutputLease
 
-    result = run_annotate(args.inputs, args.output, cfg, progress=_progress(args.progress))
+    try:
+        OutputLease(args.output).check()  # before the heavy imports: a held output is refused at once
+        from pipeline.run import run_annotate
+
+        result = run_annotate(args.inputs, args.output, cfg, progress=_progress(args.progress), repair=args.repair)
+    except LeaseHeld as e:
+        print(f"eventcap: {e}", file=sys.stderr)
+        return 3
     rep = result.report
     out = result.output
     print(f"annotated {rep['segments']['written']} segments ({rep['segments']['audio_s']:.1f} s of audio) "
@@ -32,7 +39,19 @@ def _annotate(args: argparse.Namespace) -> int:
     print(f"quarantined {rep['quarantined']['count']} (see {out}/quarantine): "
           f"{json.dumps(rep['quarantined']['by_error'])}")
     print(f"report:     {out}/report.html ({out}/report.json); dataset card: {out}/README.md")
+    if taken := rep.get("lease", {}).get("taken_over"):
+        print(f"took over a stale lease on {out}: {taken['reason']} (started {taken['started']})")
+    if rep.get("repaired_shards"):
+        print(f"repaired:   re-did the keys of {', '.join(rep['repaired_shards'])}")
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pipeline.verify import OutputVerifier, format_report
+
+    rep = OutputVerifier(args.output).run()
+    print(format_report(rep))
+    return 0 if rep.ok else 1
 
 
 def _progress(flag: bool | None) -> bool:
@@ -55,7 +74,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-LIGHT_COMMANDS = ("submit", "status", "logs", "stop", "report", "doctor")  # start fast: no trainer (torch) import
+LIGHT_COMMANDS = ("submit", "status", "logs", "stop", "report", "doctor", "verify")  # start fast: no trainer (torch) import
 
 
 def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
@@ -70,7 +89,14 @@ def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set segmenter.max_segment_s=20 (repeatable)")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="Ray Data progress bars (default: on when stdout is a terminal)")
+    a.add_argument("--repair", action="store_true",
+                   help="first uncommit the shards `eventcap verify` finds damaged, so only their keys are redone")
     a.set_defaults(func=_annotate)
+
+    v = sub.add_parser("verify", help="check an output's shards, manifest and quarantine table against the "
+                                      "commit markers; exit 1 with the list of problems")
+    v.add_argument("output", metavar="OUT")
+    v.set_defaults(func=_verify)
 
     from jobs.doctor import add_arguments as add_doctor_arguments
 

@@ -10,7 +10,7 @@ from pipeline.resources import TASK_CPUS, place
 from schemas.config import JobConfig
 from stages.branches import MusicAnnotator, SoundEventAnnotator, SpeechAnnotator
 from stages.caption import CaptionMerger
-from stages.probe import ProbeSources
+from stages.probe import ContentRegistry, ProbeSources
 from stages.router import Router
 from stages.rows import row
 from stages.segment import EventSegmenter
@@ -39,7 +39,7 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str]) -
     refs = [row("source_ref", json.dumps(s)) for s in sources]
     blocks = cfg.ingest.read_parallelism or max(1, min(len(refs), 1000))
     ds = ray.data.from_items(refs, override_num_blocks=blocks)
-    ds = ds.map_batches(**task(ProbeSources(cfg)))
+    ds = ds.map_batches(**task(ProbeSources(cfg, ContentRegistry.remote())))  # same bytes twice: annotated once
     ds = ds.map_batches(**actor(EventSegmenter, "segment", skip_keys=skip_keys))
     ds = ds.map_batches(**task(Router(cfg)))
     ds = ds.map_batches(**actor(SpeechAnnotator, "speech"))

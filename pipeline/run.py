@@ -13,8 +13,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 
+from pipeline.lease import OutputLease
 from pipeline.plan import build_plan
+from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS
+from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.ingest import filesystem_for, list_sources, redact_uri
@@ -52,7 +55,36 @@ def init_ray(address: str | None) -> None:
              logging_level=logging.WARNING)
 
 
-def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False) -> JobResult:
+def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False,
+                 repair: bool = False) -> JobResult:
+    """Annotate `inputs` into `output`, holding the output's lease (one writer per output: see pipeline/lease.py).
+
+    `repair` first uncommits the shards `eventcap verify` finds damaged, so this run re-does only their keys.
+    Raises LeaseHeld, before touching anything, when another live job writes `output`.
+    """
+    with OutputLease(output) as lease:
+        repaired = uncommit_damaged_shards(output) if repair else []
+        result = _run_annotate(inputs, output, cfg, progress)
+        result.report["lease"] = lease.describe()
+        if repair:
+            result.report["repaired_shards"] = repaired
+        fs, root = filesystem_for(output.rstrip("/"))
+        with fs.open_output_stream(f"{root}/report.json") as f:
+            f.write(json.dumps(result.report, indent=2).encode())
+        return result
+
+
+def uncommit_damaged_shards(output: str) -> list[str]:
+    """Remove the marker of every shard verify finds damaged (the rest follows as uncommitted): keys re-done."""
+    rep = OutputVerifier(output).run()
+    fs, root = filesystem_for(output.rstrip("/"))
+    for shard in sorted(rep.damaged_shards):
+        log.warning("repair: %s is damaged, its keys will be annotated again", shard)
+        fs.delete_file(f"{root}/shards/{shard}.keys.json")
+    return sorted(rep.damaged_shards)
+
+
+def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False) -> JobResult:
     """Annotate `inputs` into `output`. Safe to re-run: committed segments are skipped, nothing duplicates."""
     t0 = time.time()
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -109,7 +141,7 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
         "stages": stages,
         "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None},
         "cleaned_uncommitted_files": removed,
-        "config": cfg.model_dump(mode="json"),
+        "config": redact_config(cfg.model_dump(mode="json")),
     }
     with fs.open_output_stream(f"{root}/report.json") as f:
         f.write(json.dumps(report, indent=2).encode())

@@ -151,7 +151,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except FileNotFoundError as e:
             raise ConfigError(f"config file not found: {path}") from e
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+            mark = getattr(e, "problem_mark", None)  # not str(e): its snippet could show a credential
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}: "
+                              f"{getattr(e, 'problem', None) or type(e).__name__}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         tree = loaded or {}

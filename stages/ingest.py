@@ -68,10 +68,13 @@ def list_sources(inputs: list[str], extensions: list[str]) -> list[dict]:
 
     A file named explicitly is always taken (and quarantined later if it is not audio). Inside directories,
     files without an audio extension are listed with a `skip` reason, so the job quarantines them instead of
-    dropping them silently; hidden files are ignored. Rows: {"uri", "size_bytes", "skip"}, sorted, unique.
+    dropping them silently; hidden files are ignored. Symlinks that dangle, loop, lead out of a listed
+    directory or point at a directory get `skip` and `skip_error` (see `_walk_local`).
+    Rows: {"uri", "size_bytes", "skip"[, "skip_error"]}, sorted, unique.
     """
     exts = {e.lower().lstrip(".") for e in extensions}
     rows: dict[str, tuple[int, str | None]] = {}
+    refused: dict[str, tuple[str, str]] = {}  # uri -> (error, reason): links a directory listing must not follow
     pending = list(inputs)
     while pending:
         item = pending.pop(0).strip()
@@ -82,19 +85,60 @@ def list_sources(inputs: list[str], extensions: list[str]) -> list[dict]:
         if info.type == pafs.FileType.NotFound:
             rows.setdefault(item, (-1, None))  # quarantined later as NotFound
         elif info.type == pafs.FileType.Directory:
-            for fi in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
-                name = fi.base_name
-                if fi.type != pafs.FileType.File or name.startswith("."):
+            if isinstance(fs, pafs.LocalFileSystem):  # pyarrow follows directory links, loops included
+                files, bad_links = _walk_local(path)
+                refused.update(bad_links)
+            else:
+                files = [(fi.path, fi.size) for fi in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                         if fi.type == pafs.FileType.File]
+            for file_path, size in files:
+                name = file_path.rsplit("/", 1)[-1]
+                if name.startswith("."):
                     continue
-                ext = fi.extension.lower()
+                ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
                 skip = None if ext in exts else f"extension '.{ext}' is not in ingest.extensions"
-                rows.setdefault(_uri(fs, fi.path, item), (fi.size, skip))
+                rows.setdefault(_uri(fs, file_path, item), (size, skip))
         elif info.extension.lower() in LIST_FILE_EXTENSIONS:
             with fs.open_input_stream(path) as f:
                 pending.extend(f.read().decode("utf-8", errors="replace").splitlines())
         else:
             rows[_uri(fs, path, item)] = (info.size, None)
-    return [{"uri": u, "size_bytes": s, "skip": skip} for u, (s, skip) in sorted(rows.items())]
+    for uri, (_error, reason) in refused.items():
+        rows[uri] = (-1, reason)
+    return [{"uri": u, "size_bytes": s, "skip": skip} | ({"skip_error": refused[u][0]} if u in refused else {})
+            for u, (s, skip) in sorted(rows.items())]
+
+
+def _walk_local(root: str) -> tuple[list[tuple[str, int]], dict[str, tuple[str, str]]]:
+    """Files under a local directory, never following a directory link; and the links refused, with why.
+
+    A file link inside the tree is listed (its bytes are annotated once: see ContentRegistry). Links that
+    dangle or loop (`BrokenSymlink`), lead out of the directory (`SymlinkOutsideInput`) or point at a directory
+    (`SymlinkedDirectory`: a loop, or a second path to files listed already) are quarantined, unread.
+    """
+    import os
+
+    top = os.path.realpath(root)
+    files, refused = [], {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            if name.startswith("."):
+                continue
+            if not os.path.islink(p):
+                if name in filenames:
+                    files.append((p, os.path.getsize(p)))
+                continue
+            target = os.readlink(p)
+            if not os.path.exists(p):
+                refused[p] = ("BrokenSymlink", f"symlink loop or dangling symlink (-> {target})")
+            elif os.path.commonpath([top, os.path.realpath(p)]) != top:
+                refused[p] = ("SymlinkOutsideInput", f"symlink leads out of the input directory {root} (-> {target})")
+            elif os.path.isdir(p):
+                refused[p] = ("SymlinkedDirectory", f"symlink to a directory is not followed (-> {target})")
+            else:
+                files.append((p, os.path.getsize(p)))
+    return files, refused
 
 
 # ------------------------------------------------------------------ probing
@@ -191,8 +235,13 @@ def decode_stream(source: SourceInfo, target_rate: int = 16000, block_s: float =
     reader = _soundfile_blocks if source.decoder == "soundfile" else _pyav_blocks
     resampler = None
     rate_seen = None
+    n_in = n_bad = 0
     try:
         for x, rate in reader(path, fs, int(block_s * source.native_rate)):
+            bad = ~np.isfinite(x)
+            n_in, n_bad = n_in + x.size, n_bad + int(bad.sum())
+            if n_bad:  # before resampling: one NaN would smear over the filter's length
+                x = np.where(bad, np.float32(0), x)
             if rate != target_rate:
                 if resampler is None or rate != rate_seen:
                     resampler, rate_seen = soxr.ResampleStream(rate, target_rate, 1, dtype="float32"), rate
@@ -203,6 +252,8 @@ def decode_stream(source: SourceInfo, target_rate: int = 16000, block_s: float =
             tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if tail.size:
                 yield tail.astype(np.float32)
+        if n_in and n_bad == n_in:
+            raise IngestError("NonFiniteSamples", f"all {n_in} samples are NaN or Inf (no audio)")
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt stream mid-file

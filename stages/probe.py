@@ -6,17 +6,35 @@ import dataclasses
 import json
 
 import numpy as np
+import ray
 
 from schemas.config import JobConfig
 from stages.ingest import IngestError, probe
 from stages.rows import add_stats, quarantine, row, timed, to_batch, to_rows
 
 
-class ProbeSources:
-    """Task stage: source_ref rows -> source rows (SourceInfo) or quarantine rows."""
+@ray.remote(num_cpus=0)
+class ContentRegistry:
+    """Remembers which source first showed each content hash in this job: the same bytes are annotated once."""
 
-    def __init__(self, cfg: JobConfig):
+    def __init__(self):
+        self.first: dict[str, str] = {}
+
+    def claim(self, sha256: str, uri: str) -> str:
+        """The URI that owns `sha256` (`uri` itself when it is the first)."""
+        return self.first.setdefault(sha256, uri)
+
+
+class ProbeSources:
+    """Task stage: source_ref rows -> source rows (SourceInfo) or quarantine rows.
+
+    With a `registry`, a source whose bytes another source of the job already has becomes a DuplicateContent
+    quarantine row naming that source (the same content would give the same segment keys twice).
+    """
+
+    def __init__(self, cfg: JobConfig, registry=None):
         self.max_bytes = cfg.ingest.max_file_bytes
+        self.registry = registry
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
@@ -25,8 +43,12 @@ class ProbeSources:
             with timed() as t:
                 try:
                     if ref.get("skip"):
-                        raise IngestError("SkippedExtension", ref["skip"])
+                        raise IngestError(ref.get("skip_error", "SkippedExtension"), ref["skip"])
                     info = probe(ref["uri"], self.max_bytes)
+                    owner = ray.get(self.registry.claim.remote(info.sha256, info.uri)) if self.registry else info.uri
+                    if owner != info.uri:
+                        raise IngestError("DuplicateContent", f"same bytes (sha256 {info.sha256[:16]}...) as "
+                                                              f"{owner}, which is annotated instead")
                     new = row("source", json.dumps(dataclasses.asdict(info)))
                 except IngestError as e:
                     new = quarantine(ref["uri"], "ingest", e.error, e.message)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from annotators.base import SegmentEvidence
+from pipeline.redact import redact_text
 from schemas.annotation import QuarantineRecord, SegmentAnnotation
 
 COLUMNS = ("key", "kind", "payload", "audio", "evidence", "stats")
@@ -45,7 +46,7 @@ def row(kind: str, payload: str, key: str = "", audio: bytes = b"", evidence: by
 
 def quarantine(uri: str, stage: str, error: str, message: str, sha256: str | None = None,
                key: str | None = None, stats: str = "{}") -> dict:
-    rec = QuarantineRecord(source_uri=uri, stage=stage, error=error, message=message[:2000], source_sha256=sha256,
+    rec = QuarantineRecord(source_uri=uri, stage=stage, error=error, message=redact_text(message)[:2000], source_sha256=sha256,
                            key=key, time=datetime.now(UTC).isoformat(timespec="seconds"))
     return row("quarantine", rec.model_dump_json(), key=key or "", stats=stats)
 

@@ -2,7 +2,8 @@
 
 Layout under OUT (any `pyarrow.fs` filesystem):
     shards/shard-NNNNNN.tar         <key>.flac, <key>.json (SegmentAnnotation), <key>.txt (caption)
-    shards/shard-NNNNNN.keys.json   the commit marker: written last, lists the shard's keys
+    shards/shard-NNNNNN.keys.json   the commit marker: written last, lists the shard's keys (and, since
+                                    issue 22, tar_bytes, sha256 and members [[name, size]] for `verify`)
     manifest/shard-NNNNNN.parquet   one row per segment (MANIFEST_SCHEMA), no audio
     quarantine/part-<id>.parquet    QUARANTINE_SCHEMA rows
 A shard counts only when its tar and its sidecar are both in place (DESIGN.md §4): files are written under
@@ -158,6 +159,17 @@ def flac_bytes(audio: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
+def shard_fingerprint(tar_path: str) -> dict:
+    """What `eventcap verify` checks a committed tar against: its size, sha256 and member list with sizes."""
+    h = hashlib.sha256()
+    with open(tar_path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    with tarfile.open(tar_path, "r") as tar:
+        members = [[m.name, m.size] for m in tar.getmembers()]
+    return {"tar_bytes": os.path.getsize(tar_path), "sha256": h.hexdigest(), "members": members}
+
+
 class _OpenShard:
     def __init__(self, tmpdir: str):
         self.path = os.path.join(tmpdir, f"{uuid.uuid4().hex}.tar")
@@ -249,7 +261,7 @@ class ShardWriter(Datasink[dict]):
         pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buf)
         write_atomic(fs, f"{root}/manifest/{name}.parquet", buf.getvalue().to_pybytes())
         sidecar = {"shard": f"{name}.tar", "keys": [s.key for s in shard.segments],
-                   "audio_s": sum(s.duration_s for s in shard.segments)}
+                   "audio_s": sum(s.duration_s for s in shard.segments), **shard_fingerprint(shard.path)}
         write_atomic(fs, f"{root}/shards/{name}.keys.json", json.dumps(sidecar).encode())  # the commit point
         os.unlink(shard.path)
         return name
