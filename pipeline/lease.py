@@ -150,14 +150,18 @@ class OutputLease:
         if holder and holder.get("token") == self.record["token"]:
             self.fs.delete_file(self.path)
 
-    def _start_heartbeat(self) -> None:
-        if not self.local:
-            return  # object stores: mtime is set by a rewrite; the cluster issue owns that path
+    def _touch(self) -> None:
+        if self.local:
+            os.utime(self.path)
+            return
+        with self.fs.open_output_stream(self.path) as f:  # an object's mtime moves only when it is rewritten
+            f.write(json.dumps(self.record).encode())
 
+    def _start_heartbeat(self) -> None:
         def beat() -> None:
             while not self._stop.wait(self.heartbeat_s):
                 try:
-                    os.utime(self.path)
+                    self._touch()
                 except OSError:
                     return
 
