@@ -1,4 +1,4 @@
-"""The `eventcap` command line: annotate (and train, when the trainer is installed)."""
+"""The `eventcap` command line: annotate, recaption (and train, when the trainer is installed)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,29 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recaption(args: argparse.Namespace) -> int:
+    from schemas.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"eventcap: {e}", file=sys.stderr)
+        return 2
+    from pipeline.recaption import run_recaption
+
+    try:
+        rep = run_recaption(args.output, args.name, cfg)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"eventcap recaption: {e}", file=sys.stderr)
+        return 2
+    print(f"captioned {rep['segments_captioned_now']} segments in {rep['wall_s']:.1f} s "
+          f"({rep['shards']['skipped_already_done']} shards already done): {json.dumps(rep['captions']['by_source'])}")
+    if rep["captions"]["fallbacks_by_reason"]:
+        print(f"template fallbacks by reason: {json.dumps(rep['captions']['fallbacks_by_reason'])}")
+    print(f"table:      {rep['table']}/*.parquet (use with: eventcap train --captions {args.name})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eventcap", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set segmenter.max_segment_s=20 (repeatable)")
     a.add_argument("--progress", action="store_true", help="show Ray Data progress bars")
     a.set_defaults(func=_annotate)
+
+    r = sub.add_parser("recaption", help="run only the caption merger over an annotate output into a named table")
+    r.add_argument("output", metavar="OUT", help="an annotate output directory (or URI)")
+    r.add_argument("--name", required=True, help="the caption table: OUT/captions/NAME/*.parquet")
+    r.add_argument("--config", "-c", help="job config YAML (its caption section is used)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set caption.model=qwen3-8b (repeatable)")
+    r.set_defaults(func=_recaption)
 
     try:
         from trainer.cli import add_train_arguments, run_train
