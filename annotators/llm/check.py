@@ -47,7 +47,8 @@ _GENERIC_LABELS = {
     "liquid", "animal", "country", "background music", "breaking", "bouncing", "flap", "whip", "arrow",
     "stir", "pour", "spray", "vibration", "distortion", "sampler", "effects unit", "vehicle", "engine",
     "percussion", "tap", "pop", "boom", "patter", "strum", "chant", "mantra", "fill", "squish", "plop",
-    "throbbing", "cacophony", "sidetone", "happy music", "sad music", "tender music", "exciting music",
+    "throbbing", "cacophony", "sidetone", "burst", "hum", "buzz", "static", "clicking", "whoosh", "rumble",
+    "happy music", "sad music", "tender music", "exciting music",
     "angry music", "scary music", "dance music", "theme music", "environmental noise", "sine wave",
 }
 # words any caption may use without a field behind them
@@ -68,8 +69,10 @@ short-lived sudden suddenly occasional occasionally another other others there t
 those which what where when from into onto across against near close distant room space setting scene
 environment ambient ambience atmosphere event events sequence series kind sort type mix mixed blend subtle
 short-clip clip-level single-speaker conversation dialogue discussion words word phrase phrases sentence
-sentences quote quoted transcript transcribed message says: tells telling introduces welcome playing
+sentences quote quoted transcript transcribed message tells telling introduces playing beginning time
+low-pitched high-pitched mid-pitched deep voiced solo ensemble together opens followed complete
 """.split())
+
 _STOP = set("""
 the and but for nor yet so a an of to in on at by as is are was were be been being it its it's this that with
 from into than then there here very just only more most less least much such own same both each few any all
@@ -86,15 +89,18 @@ class Problem:
         return f"{self.code}: {self.detail}"
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
 def _stem(w: str) -> str:
     for suf in ("ing", "ed", "es", "s", "ly"):
         if w.endswith(suf) and len(w) - len(suf) >= 3:
             return w[: -len(suf)]
     return w
+
+
+_DESCRIPTIVE_STEMS = frozenset(_stem(w) for w in _DESCRIPTIVE)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
 
 
 @lru_cache(maxsize=1)
@@ -194,7 +200,7 @@ class FactChecker:
         rest = _RANGE_S.sub(" ", rest)
         stated += [float(m.group(1)) for m in _ONE_S.finditer(rest)]
         stated += [60 * float(m.group(1)) for m in _MINUTES.finditer(text)]
-        known = self.f.times()
+        known = self.f.times() + [float(round(self.f.duration_s))]  # "a 3-second clip" for 2.6 s
         for t in stated:
             if not any(abs(t - k) <= max(TIME_TOL_S, TIME_TOL_REL * k) for k in known):
                 return Problem("wrong_number", f"time {t:g} s matches no field (duration {self.f.duration_s:.1f} s)")
@@ -231,7 +237,7 @@ class FactChecker:
     def _grounding(self, text: str, low: str) -> Problem | None:
         content = [w for w in _words(low) if len(w) >= 4 and w not in _STOP]
         unsupported = sorted({w for w in content if w not in _DESCRIPTIVE and _stem(w) not in self.evidence_stems
-                              and _stem(w) not in {_stem(d) for d in _DESCRIPTIVE}})
+                              and _stem(w) not in _DESCRIPTIVE_STEMS})
         if len(unsupported) >= MAX_UNGROUNDED:
             return Problem("ungrounded", "words no field supports: " + ", ".join(unsupported[:8]))
         return None

@@ -53,8 +53,8 @@ def _seconds(t: float) -> str:
 def _article(label: str) -> str:
     """'a ding', 'an engine', but 'white noise', 'clapping', 'footsteps' (mass nouns, -ing, plurals)."""
     first = label.split()[0]
-    if any(m in label.split() for m in _MASS) or first.endswith("ing") or (label.endswith("s") and not
-                                                                              label.endswith("ss")):
+    gerund = first.endswith("ing") and len(first) > 5 and first not in ("string", "spring", "swing")
+    if any(m in label.split() for m in _MASS) or gerund or (label.endswith("s") and not label.endswith("ss")):
         return label
     return ("an " if label[0] in "aeiou" else "a ") + label
 
@@ -96,17 +96,17 @@ class _Writer:
         if f.language:
             bits.append(f"in {f.language}")
         if f.register in ("low", "high") and f.n_speakers <= 1:
-            bits.append(f"in a {f.register}-pitched voice")
-        return " ".join(bits)
+            bits.append(self.pick([f"with a {f.register}-pitched voice", f"with a {f.register} voice"]))
+        return ", ".join([" ".join(bits[:2])] + bits[2:]) if bits else ""
 
     def quote(self) -> str:
         t = self.f.transcript
         if not t or looks_like_instructions(t):
             return ""
         words = t.split()
-        text = " ".join(words[:MAX_QUOTE_WORDS]).strip(" ,;:")
+        text = " ".join(words[:MAX_QUOTE_WORDS]).strip(" ,;:.!?")
         text += "…" if len(words) > MAX_QUOTE_WORDS else ""
-        return self.pick([f', saying "{text}"', f': "{text}"', f', beginning "{text}"'])
+        return self.pick([f', saying "{text}"', f'; the words are "{text}"', f', with the words "{text}"'])
 
     def speech(self) -> tuple[str, str]:
         """(noun phrase, clause) of the speech."""
@@ -119,7 +119,8 @@ class _Writer:
                                    ("taking turns to speak", "take turns speaking")])
         else:
             ing, verb = self.pick([("speaking", "speaks"), ("talking", "talks")])
-        tail = (" " + manner if manner else "") + self.quote()
+        self.quoted = self.quote()  # goes at the end of the first sentence
+        tail = " " + manner if manner else ""
         return f"{who} {ing}{tail}", f"{who} {verb}{tail}"
 
     # ---------------------------------------------------------------- music
@@ -128,15 +129,18 @@ class _Writer:
         soft = "soft " if f.loudness in ("quiet", "very quiet") else "loud " if f.loudness == "loud" else ""
         genre = f.genres[0] + " " if f.genres and f.genres[0] not in ("music",) else ""
         inst = [i for i in f.instruments if i != "musical instrument"][:3]
-        if inst and self.rng.random() < 0.5:
-            core = f"{soft}{genre}music with {_join(inst)}" if genre or len(inst) > 1 else f"{soft}{inst[0]} music"
+        if len(inst) >= 2:
+            np_, clause = self.pick([(f"{soft}{genre}music with {_join(inst)}", f"{soft}{genre}music with "
+                                      f"{_join(inst)} plays"),
+                                     (f"{_join(inst)} playing together", f"{_join(inst)} play together")])
         elif inst:
-            core = f"{soft}{_join(inst)}" + self.pick([" music", " playing"] if len(inst) == 1 else [" together",
-                                                                                               " in ensemble"])
+            np_, clause = self.pick([(f"{soft}{genre}{inst[0]} music", f"{soft}{genre}{inst[0]} music plays"),
+                                     (f"{_article(soft + inst[0])} playing", f"{_article(soft + inst[0])} plays")])
         else:
-            core = f"{soft}{genre}music"
+            np_, clause = f"{soft}{genre}music", self.pick([f"{soft}{genre}music plays", f"there is {soft}{genre}music"])
         if f.vocals:
-            core += self.pick([" with singing", " with vocals"])
+            sing = self.pick([" with singing", " with vocals"])
+            np_, clause = np_ + sing, clause + sing
         detail = []
         if f.tempo_bpm:
             detail.append(self.pick([f"about {f.tempo_bpm} BPM", f"around {f.tempo_bpm} beats per minute"]))
@@ -145,9 +149,6 @@ class _Writer:
         if f.time_signature and self.rng.random() < 0.4:
             detail.append(f"in {f.time_signature} time")
         det = (", " + " ".join(detail)) if detail else ""
-        np_ = _article(core) if not core.endswith("music") else core
-        clause = np_ + self.pick([" plays", " is playing"]) if inst or self.rng.random() < 0.5 else (
-            "there is " + np_)
         return np_ + det, clause + det
 
     # ---------------------------------------------------------------- sound events
@@ -220,27 +221,29 @@ class _Writer:
         return main, secondary, details
 
     def long(self) -> str:
+        self.quoted = ""
         (m_np, m_cl), secondary, details = self.parts()
         over = (" over " + _join([s[0] for s in secondary])) if secondary else ""
+        over += self.quoted
         bg = self.background_phrase() if not secondary else ""
         dur = self.duration()
         det_np = _join([d[0] for d in details])
         det_cl = "; ".join(d[1] for d in details)
         style = self.rng.randrange(7)
         if style == 0:
-            s = _cap(m_cl) + over + bg + (f"; {det_cl}" if det_cl else "") + "."
+            s = _cap(m_cl) + bg + over + (f"; {det_cl}" if det_cl else "") + "."
         elif style == 1:
-            s = f"In this {dur} clip, {m_cl}{over}{bg}." + (f" {_cap(det_cl)}." if det_cl else "")
+            s = f"In this {dur} clip, {m_cl}{bg}{over}." + (f" {_cap(det_cl)}." if det_cl else "")
         elif style == 2:
-            s = f"You can hear {m_np}{over}{bg}" + (f", then {det_np}" if det_np else "") + "."
+            s = f"You can hear {m_np}{bg}{over}" + (f", then {det_np}" if det_np else "") + "."
         elif style == 3:
-            s = f"A {dur} recording of {m_np}{over}{bg}." + (f" {_cap(det_cl)}." if det_cl else "")
+            s = f"A {dur} recording of {m_np}{bg}{over}." + (f" {_cap(det_cl)}." if det_cl else "")
         elif style == 4 and details:
             s = f"It opens with {m_np}{over}; then {det_np}."
         elif style == 5:
-            s = _cap(m_np) + over + bg + (f", with {det_np}" if det_np else "") + "."
+            s = _cap(m_np) + bg + over + (f", with {det_np}" if det_np else "") + "."
         else:
-            s = f"Here {m_cl}{over}{bg}." + (f" Then {det_cl}." if det_cl else "")
+            s = f"Here {m_cl}{bg}{over}." + (f" Then {det_cl}." if det_cl else "")
         return " ".join(s.split())
 
     def short(self) -> str:
