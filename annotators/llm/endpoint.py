@@ -18,8 +18,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import openai
-
 from schemas.config import CaptionConfig
 
 log = logging.getLogger(__name__)
@@ -35,6 +33,10 @@ class EndpointError(Exception):
         self.code, self.detail = code, detail
 
 
+class _Refused(Exception):
+    """The endpoint answered the json_schema form with an HTTP error (other than 429)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     content: str
@@ -42,6 +44,8 @@ class Reply:
 
 
 def _code(e: Exception) -> str:
+    import openai
+
     if isinstance(e, openai.APITimeoutError):
         return "timeout"
     if isinstance(e, openai.APIConnectionError):
@@ -52,12 +56,16 @@ def _code(e: Exception) -> str:
 
 
 def _retryable(e: Exception) -> bool:
+    import openai
+
     if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
         return True
     return isinstance(e, openai.APIStatusError) and (e.status_code == 429 or e.status_code >= 500)
 
 
 def _retry_after(e: Exception) -> float | None:
+    import openai
+
     if isinstance(e, openai.APIStatusError):
         try:
             return float(e.response.headers.get("retry-after", ""))
@@ -70,6 +78,8 @@ class ChatEndpoint:
     """Thread-safe: one instance serves every request of a caption task."""
 
     def __init__(self, cfg: CaptionConfig, sleep=time.sleep):
+        import openai  # imported here: the template merger never pays for it
+
         self.cfg = cfg
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         self.client = openai.OpenAI(
@@ -102,12 +112,17 @@ class ChatEndpoint:
             raise EndpointError("empty_reply", "the endpoint returned no choices")
         return r.choices[0].message.content or ""
 
-    def _with_retries(self, messages: list[dict], form: str, schema: dict) -> str:
+    def _with_retries(self, messages: list[dict], form: str, schema: dict, probe: bool = False) -> str:
+        """`probe`: an HTTP error other than 429 means the endpoint refuses this dialect (raises _Refused)."""
+        import openai
+
         delay = self.cfg.backoff_s
         for attempt in range(self.cfg.max_retries + 1):
             try:
                 return self._once(messages, form, schema)
             except openai.OpenAIError as e:
+                if probe and isinstance(e, openai.APIStatusError) and e.status_code != 429:
+                    raise _Refused(_code(e)) from None
                 if not _retryable(e) or attempt == self.cfg.max_retries:
                     raise EndpointError(_code(e), str(e)[:300]) from None
                 wait = _retry_after(e)
@@ -125,15 +140,11 @@ class ChatEndpoint:
             if self.form is not None:
                 return Reply(self._with_retries(messages, self.form, schema), self.form)
             try:
-                text = self._once(messages, "json_schema", schema)
+                text = self._with_retries(messages, "json_schema", schema, probe=True)
                 self.form = "json_schema"
                 return Reply(text, "json_schema")
-            except openai.APIStatusError as e:
-                if e.status_code == 429:
-                    raise EndpointError("http_429", str(e)[:300]) from None
-                log.info("endpoint refused json_schema (%s); trying json_object + schema", _code(e))
-            except openai.OpenAIError as e:  # timeout, connection: says nothing about the dialect
-                raise EndpointError(_code(e), str(e)[:300]) from None
+            except _Refused as e:
+                log.info("endpoint refused json_schema (%s); trying json_object + schema", e)
             text = self._with_retries(messages, "json_object", schema)
             self.form = "json_object"
             log.info("endpoint %s speaks json_object + schema", self.cfg.base_url)
