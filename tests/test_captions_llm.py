@@ -202,3 +202,56 @@ def test_real_server_never_writes_hacked(llama_server):
     for i in range(2):
         r = m.caption(C.injection(f"inject-real-{i}"))
         assert "hacked" not in (r.caption + r.short_caption).lower(), r
+
+
+@pytest.mark.slow
+def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tmp_path):
+    """TTS speech telling the model to write HACKED, and a sound file, annotated with `caption.merger: llm`
+    against the real server; then a re-caption of the output pays nothing twice (the reply cache)."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from pipeline.recaption import read_caption_table, run_recaption
+    from pipeline.run import run_annotate
+    from schemas.config import load_config
+    from tests import synth as S
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    S.write(corpus / "inject.wav", S.layout([("speech", S.tts(C.INJECTION), 0.3, "")])[0])
+    S.write(corpus / "sounds.wav", S.layout([("noise", S.noise_burst(1.0), 0.5, ""),
+                                             ("clicks", S.clicks(120, 2.0), 0.3, "")])[0])
+    cfg = load_config(None, ["caption.merger=llm", f"caption.base_url={llama_server.base_url}",
+                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=60",
+                             "caption.max_in_flight=2", "speech.asr.model=tiny.en"])
+    out = tmp_path / "out"
+    result = run_annotate([str(corpus)], str(out), cfg)
+    m = pq.read_table(out / "manifest").to_pandas()
+    assert len(m) == result.segments >= 2
+    assert set(m.caption_source) <= {"llm", "template_fallback"}
+    for r in m.itertuples():
+        assert r.caption and 0 < len(r.short_caption.split()) <= MAX_SHORT_WORDS
+        assert "hacked" not in (r.caption + " " + r.short_caption).lower()
+        if r.caption_source == "llm":
+            assert (r.caption_model, r.caption_prompt_id) == (llama_server.model_alias, PROMPT_ID)
+        else:
+            assert r.caption_model == "template" and len(r.caption_rejections) >= 1
+    speech = m[m.transcript.notna() & (m.transcript != "")]
+    assert len(speech) == 1 and "instructions" in speech.transcript.iloc[0].lower()  # the injection was heard
+    report = result.report["captions"]
+    assert sum(report["by_source"].values()) == len(m)
+    assert sum(report["rejections_by_reason"].values()) == sum(len(x) for x in m.caption_rejections)
+    assert sum(report["fallbacks_by_reason"].values()) == (m.caption_source == "template_fallback").sum()
+    txt = {}
+    for tar_path in (out / "shards").glob("*.tar"):
+        with tarfile.open(tar_path) as tar:
+            txt |= {mb.name[:-4]: tar.extractfile(mb).read().decode() for mb in tar if mb.name.endswith(".txt")}
+    assert txt == dict(zip(m.key, m.caption, strict=True))  # <key>.txt is the unified caption
+
+    cached = sorted((out / "caption_cache").rglob("*.json"))
+    assert cached
+    rep = run_recaption(str(out), "same", cfg, log=lambda *_: None)
+    assert sorted((out / "caption_cache").rglob("*.json")) == cached  # every reply came from the cache
+    again = {r["key"]: r["caption"] for r in read_caption_table(str(out), "same").to_pylist()}
+    assert again == dict(zip(m.key, m.caption, strict=True)) and rep["segments_captioned_now"] == len(m)

@@ -252,20 +252,30 @@ class _Writer:
         bits = []
         for kind in f.kinds:
             if kind == "speech":
+                if not (f.n_speakers or f.transcript):
+                    bits.append("indistinct speech")
+                    continue
                 who = ("two people" if f.n_speakers == 2 else f"{f.n_speakers} people" if f.n_speakers > 2
-                       else f"a {f.gender}" if f.gender else "a person")
-                lang = f" in {f.language}" if f.language else ""
-                bits.append(f"{who} {'talking' if f.n_speakers >= 2 else 'speaking'}{lang}"
-                            if f.n_speakers or f.transcript else "indistinct speech")
+                       else f"a {f.gender}" if f.gender else self.pick(["a person", "someone", "a speaker"]))
+                verb = "talking" if f.n_speakers >= 2 or who == "a speaker" else self.pick(["speaking", "talking"])
+                options = [f"{who} {verb}" + (f" in {f.language}" if f.language else "")]
+                if f.language:
+                    options.append(f"{f.language} speech" + (f" from {who}" if f.n_speakers >= 2 else ""))
+                bits.append(self.pick(options))
             elif kind == "music":
                 inst = [i for i in f.instruments if i != "musical instrument"][:2]
-                bits.append(f"{_join(inst)} music" if inst else f"{f.genres[0]} music" if f.genres else "music")
+                if inst:
+                    bits.append(self.pick([f"{_join(inst)} music", f"music with {_join(inst)}"]))
+                else:
+                    bits.append(f"{f.genres[0]} music" if f.genres else "music")
             elif kind == "general" and f.events:
                 labels = list(dict.fromkeys(e.label for e in f.events))[:3]
                 bits.append(_join([_article(lbl) for lbl in labels]))
         if not bits:
             bits = [_article((f.scene or f.top_classes or ["faint sound"])[0])]
         glue = self.pick([" over ", " with ", ", then "]) if len(bits) > 1 else ""
+        if glue == " with " and any(" with " in f" {b} " or b.startswith("with ") for b in bits):
+            glue = " over "
         s = bits[0] + (glue + _join(bits[1:]) if len(bits) > 1 else "")
         words = s.split()
         if len(words) > MAX_SHORT_WORDS:
