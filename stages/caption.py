@@ -7,6 +7,8 @@ import numpy as np
 from schemas.config import JobConfig
 from stages.rows import add_stats, quarantine, segment_of, timed, to_batch, to_rows
 
+_MERGERS: dict[tuple[str, str | None], object] = {}
+
 
 class CaptionMerger:
     """Task stage: sets caption, short_caption, caption_source/model/prompt_id/rejections on every segment row.
@@ -21,12 +23,20 @@ class CaptionMerger:
         self.output = output
         self._merger = None
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_merger": None}  # a client and a thread pool do not travel
+
     @property
     def merger(self):
+        """One merger per worker process and config: its HTTP connections, thread pool and detected
+        structured-output dialect outlive the batch (Ray reuses task workers)."""
         if self._merger is None:
-            from annotators.llm import build_caption_merger
+            ident = (self.cfg.model_dump_json(), self.output)
+            if ident not in _MERGERS:
+                from annotators.llm import build_caption_merger
 
-            self._merger = build_caption_merger(self.cfg, self.output)
+                _MERGERS[ident] = build_caption_merger(self.cfg, self.output)
+            self._merger = _MERGERS[ident]
         return self._merger
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -225,7 +225,7 @@ class FactChecker:
         for syn, family in _label_synonyms():
             if not _mentions(low, syn):
                 continue
-            if any(s in self.vocab for s in family) or _stem(syn) in self.evidence_stems and " " not in syn:
+            if any(_mentions(self.vocab, s) for s in family) or _stem(syn) in self.evidence_stems and " " not in syn:
                 continue
             if " " in syn and all(_stem(w) in self.evidence_stems for w in syn.split()):
                 continue
