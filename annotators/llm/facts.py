@@ -27,6 +27,17 @@ _ECHO_TARGET = re.compile(
     r"(?:only\s+|the\s+word\s+|the\s+words\s+)?[\"']?([A-Za-z][\w'-]*)", re.IGNORECASE)
 
 
+_LEVEL_NUMBER = re.compile(r"-?\d+(?:\.\d+)?\s*(?:dB|dBFS|LUFS|Hz|kHz)\b|DNSMOS|\d+(?:\.\d+)?/5\b")
+
+
+def without_levels(caption: str) -> str:
+    """A branch caption without the level numbers a listener cannot judge (LUFS, dB, Hz, DNSMOS): parentheses
+    holding one are dropped, then any sentence still stating one."""
+    text = re.sub(r"\s*\([^()]*\)", lambda m: "" if _LEVEL_NUMBER.search(m.group(0)) else m.group(0), caption)
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    return " ".join(s for s in sentences if not _LEVEL_NUMBER.search(s)).strip()
+
+
 def short_label(label: str) -> str:
     """AudioSet display names list synonyms after a comma ("Beep, bleep"): keep the first, lower case."""
     return label.split(",")[0].strip().lower()
@@ -220,6 +231,7 @@ def facts_of(seg: SegmentAnnotation) -> Facts:
     if so is not None:
         f.events = _groups(so.events)
         f.scene = [short_label(t) for t in so.scene_tags]
-    f.branch_captions = {k: v for k, v in (("speech", seg.speech_caption), ("music", seg.music_caption),
-                                           ("sound", seg.sound_caption)) if v}
+    f.branch_captions = {k: without_levels(v) for k, v in (("speech", seg.speech_caption),
+                                                           ("music", seg.music_caption),
+                                                           ("sound", seg.sound_caption)) if v}
     return f
