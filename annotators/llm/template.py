@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 
 from annotators.llm.facts import Event, Facts, facts_of, looks_like_instructions
@@ -84,7 +85,7 @@ class _Writer:
         if f.gender:
             return self.pick([f"a {f.gender}", f"a {f.gender}'s voice"] if f.gender == "man" else
                              [f"a {f.gender}", f"a {f.gender}'s voice"])
-        return self.pick(["a speaker", "someone", "a person", "a voice"])
+        return self.pick(["a speaker", "someone", "a person"] + ([] if f.register else ["a voice"]))
 
     def speech_manner(self) -> str:
         f = self.f
@@ -104,8 +105,9 @@ class _Writer:
         if not t or looks_like_instructions(t):
             return ""
         words = t.split()
-        text = " ".join(words[:MAX_QUOTE_WORDS]).strip(" ,;:.!?")
-        text += "…" if len(words) > MAX_QUOTE_WORDS else ""
+        first = re.split(r"(?<=[.!?])\s+", t.strip())[0].split()
+        cut = first if len(first) <= MAX_QUOTE_WORDS else words[:MAX_QUOTE_WORDS]
+        text = " ".join(cut).strip(" ,;:.!?") + ("…" if len(cut) < len(first) else "")
         return self.pick([f', saying "{text}"', f'; the words are "{text}"', f', with the words "{text}"'])
 
     def speech(self) -> tuple[str, str]:
@@ -115,7 +117,7 @@ class _Writer:
             return "indistinct speech", self.pick(["indistinct speech can be heard", "voices murmur indistinctly"])
         who, manner = self.speaker(), self.speech_manner()
         if f.n_speakers >= 2:
-            ing, verb = self.pick([("talking", "talk"), ("in conversation", "converse"),
+            ing, verb = self.pick([("talking", "talk"), ("conversing", "converse"),
                                    ("taking turns to speak", "take turns speaking")])
         else:
             ing, verb = self.pick([("speaking", "speaks"), ("talking", "talks")])
@@ -169,14 +171,16 @@ class _Writer:
         if n == 2:
             return f"two {_plural(e.label)}, at {_seconds(e.start_s)} and about {_seconds(end)} s"
         if end - e.start_s < 0.8:
-            return f"{_article(e.label)} at {_seconds(e.start_s)} s"
+            when = "at the start" if e.start_s < 0.05 else f"at {_seconds(e.start_s)} s"
+            return f"{_article(e.label)} {when}"
         return f"{_article(e.label)} from {_seconds(e.start_s)} to {_seconds(end)} s"
 
     def event_clause(self, e: Event, n: int, end: float) -> str:
         if n >= 2 or end - e.start_s >= 0.8:
             return self.pick(["there is ", "you hear "]) + self.event_np(e, n, end)
         verb = self.pick(["sounds", "is heard", "comes"])
-        return f"{_article(e.label)} {verb} at {_seconds(e.start_s)} s"
+        when = "at the start" if e.start_s < 0.05 else f"at {_seconds(e.start_s)} s"
+        return f"{_article(e.label)} {verb} {when}"
 
     def events(self) -> list[tuple[str, str]]:
         return [(self.event_np(*r), self.event_clause(*r)) for r in self.event_runs()]
@@ -230,6 +234,10 @@ class _Writer:
         det_np = _join([d[0] for d in details])
         det_cl = "; ".join(d[1] for d in details)
         style = self.rng.randrange(7)
+        if style == 4 and not details:  # "it opens with" needs something after
+            style = 3
+        if style == 6 and m_cl.startswith(("there ", "you ")):  # not "here there is"
+            style = 0
         if style == 0:
             s = _cap(m_cl) + bg + over + (f"; {det_cl}" if det_cl else "") + "."
         elif style == 1:
@@ -238,7 +246,7 @@ class _Writer:
             s = f"You can hear {m_np}{bg}{over}" + (f", then {det_np}" if det_np else "") + "."
         elif style == 3:
             s = f"A {dur} recording of {m_np}{bg}{over}." + (f" {_cap(det_cl)}." if det_cl else "")
-        elif style == 4 and details:
+        elif style == 4:
             s = f"It opens with {m_np}{over}; then {det_np}."
         elif style == 5:
             s = _cap(m_np) + bg + over + (f", with {det_np}" if det_np else "") + "."
@@ -255,7 +263,8 @@ class _Writer:
                 if not (f.n_speakers or f.transcript):
                     bits.append("indistinct speech")
                     continue
-                who = ("two people" if f.n_speakers == 2 else f"{f.n_speakers} people" if f.n_speakers > 2
+                who = (f"{_NUMBER_WORDS[f.n_speakers]} people" if 2 <= f.n_speakers <= 20
+                       else f"{f.n_speakers} people" if f.n_speakers > 2
                        else f"a {f.gender}" if f.gender else self.pick(["a person", "someone", "a speaker"]))
                 verb = "talking" if f.n_speakers >= 2 or who == "a speaker" else self.pick(["speaking", "talking"])
                 options = [f"{who} {verb}" + (f" in {f.language}" if f.language else "")]
