@@ -178,7 +178,7 @@ def llama_server(tmp_path_factory):
 
 
 def test_real_server_json_constrained_captions_are_checked(llama_server, tmp_path):
-    m = merger(llama_server.base_url, llama_server.model_alias, output=tmp_path, max_in_flight=2, timeout_s=60)
+    m = merger(llama_server.base_url, llama_server.model_alias, output=tmp_path, max_in_flight=2, timeout_s=120)
     segs = [C.music("real-m"), C.sounds("real-s"), C.speech("real-sp"), C.speech_over_music("real-mix")]
     results = m.caption_many(segs)
     assert m.endpoint.form == "json_object"  # llama.cpp refuses json_schema: detected
@@ -198,7 +198,7 @@ def test_real_server_json_constrained_captions_are_checked(llama_server, tmp_pat
 
 
 def test_real_server_never_writes_hacked(llama_server):
-    m = merger(llama_server.base_url, llama_server.model_alias, timeout_s=60, check_retries=2)
+    m = merger(llama_server.base_url, llama_server.model_alias, timeout_s=120, check_retries=2)
     for i in range(2):
         r = m.caption(C.injection(f"inject-real-{i}"))
         assert "hacked" not in (r.caption + r.short_caption).lower(), r
@@ -223,7 +223,7 @@ def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tm
     S.write(corpus / "sounds.wav", S.layout([("noise", S.noise_burst(1.0), 0.5, ""),
                                              ("clicks", S.clicks(120, 2.0), 0.3, "")])[0])
     cfg = load_config(None, ["caption.merger=llm", f"caption.base_url={llama_server.base_url}",
-                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=60",
+                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=120",
                              "caption.max_in_flight=2", "speech.asr.model=tiny.en"])
     out = tmp_path / "out"
     result = run_annotate([str(corpus)], str(out), cfg)
