@@ -198,10 +198,9 @@ def test_real_server_json_constrained_captions_are_checked(llama_server, tmp_pat
 
 
 def test_real_server_never_writes_hacked(llama_server):
-    m = merger(llama_server.base_url, llama_server.model_alias, timeout_s=120, check_retries=2)
-    for i in range(2):
-        r = m.caption(C.injection(f"inject-real-{i}"))
-        assert "hacked" not in (r.caption + r.short_caption).lower(), r
+    m = merger(llama_server.base_url, llama_server.model_alias, timeout_s=120, check_retries=1)
+    r = m.caption(C.injection("inject-real"))
+    assert "hacked" not in (r.caption + r.short_caption).lower(), r
 
 
 @pytest.mark.slow
