@@ -1,4 +1,4 @@
-"""The `eventcap` command line: annotate, verify, sft, report, doctor, submit/status/logs/stop, and (when the
+"""The `eventcap` command line: annotate, verify, recaption, sft, report, doctor, submit/status/logs/stop, and (when the
 trainer is installed) train, generate, evaluate, export."""
 
 from __future__ import annotations
@@ -43,6 +43,29 @@ def _annotate(args: argparse.Namespace) -> int:
         print(f"took over a stale lease on {out}: {taken['reason']} (started {taken['started']})")
     if rep.get("repaired_shards"):
         print(f"repaired:   re-did the keys of {', '.join(rep['repaired_shards'])}")
+    return 0
+
+
+def _recaption(args: argparse.Namespace) -> int:
+    from schemas.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"eventcap: {e}", file=sys.stderr)
+        return 2
+    from pipeline.recaption import run_recaption
+
+    try:
+        rep = run_recaption(args.output, args.name, cfg)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"eventcap recaption: {e}", file=sys.stderr)
+        return 2
+    print(f"captioned {rep['segments_captioned_now']} segments in {rep['wall_s']:.1f} s "
+          f"({rep['shards']['skipped_already_done']} shards already done): {json.dumps(rep['captions']['by_source'])}")
+    if rep["captions"]["fallbacks_by_reason"]:
+        print(f"template fallbacks by reason: {json.dumps(rep['captions']['fallbacks_by_reason'])}")
+    print(f"table:      {rep['table']}/*.parquet (use with: eventcap train --captions {args.name})")
     return 0
 
 
@@ -109,6 +132,14 @@ def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
     s = sub.add_parser("sft", help="regenerate task-oriented SFT data from annotate outputs (no annotator runs)")
     add_sft_arguments(s)
     s.set_defaults(func=run_sft_command)
+
+    rc = sub.add_parser("recaption", help="run only the caption merger over an annotate output into a named table")
+    rc.add_argument("output", metavar="OUT", help="an annotate output directory (or URI)")
+    rc.add_argument("--name", required=True, help="the caption table: OUT/captions/NAME/*.parquet")
+    rc.add_argument("--config", "-c", help="job config YAML (its caption section is used)")
+    rc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set caption.model=qwen3-8b (repeatable)")
+    rc.set_defaults(func=_recaption)
 
     r = sub.add_parser("report", help="write OUT/report.html (charts, one offline file) and the dataset card OUT/README.md")
     r.add_argument("output", metavar="OUT", help="an annotate output directory (or URI)")

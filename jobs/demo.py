@@ -103,7 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sample corpus: {corpus} ({len(list(corpus.iterdir()))} files)")
     from jobs.cli import main as cli
 
-    return cli(["annotate", str(corpus), "--output", str(out / "annotated")])
+    rc = cli(["annotate", str(corpus), "--output", str(out / "annotated")])
+    if rc == 0:
+        show_captions(out / "annotated")
+    return rc
+
+
+def show_captions(annotated: Path, n: int = 5) -> None:
+    """Print a few unified captions from the manifest."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(annotated / "manifest", columns=["source_uri", "start_s", "caption", "caption_source"])
+    print(f"captions ({min(n, rows.num_rows)} of {rows.num_rows}):")
+    for r in rows.to_pylist()[:n]:
+        print(f"  {Path(r['source_uri']).name} @ {r['start_s']:.1f} s [{r['caption_source']}]: {r['caption']}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from stages.rows import row
 from stages.segment import EventSegmenter
 
 
-def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str]) -> ray.data.Dataset:
+def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
+               output: str | None = None) -> ray.data.Dataset:
     """Sources -> probed sources -> segments -> routes -> branch annotations -> unified caption.
 
     Every row keeps the layout of `stages/rows.py`; quarantine rows ride along untouched to the writer.
@@ -45,5 +46,5 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str]) -
     ds = ds.map_batches(**actor(SpeechAnnotator, "speech"))
     ds = ds.map_batches(**actor(MusicAnnotator, "music"))  # after speech: lyrics come from the transcript
     ds = ds.map_batches(**actor(SoundEventAnnotator, "general"))
-    ds = ds.map_batches(**task(CaptionMerger(cfg)))
+    ds = ds.map_batches(**task(CaptionMerger(cfg, output)))  # `output` holds the LLM reply cache
     return ds

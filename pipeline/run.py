@@ -20,6 +20,7 @@ from pipeline.resources import TASK_CPUS
 from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
+from stages.caption_report import caption_report
 from stages.ingest import filesystem_for, list_sources, redact_uri
 from stages.rows import merge_stats
 from stages.shard_writer import (
@@ -107,7 +108,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     counter = ShardCounter.remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
     if todo:
-        ds = build_plan(cfg, todo, skip_keys)
+        ds = build_plan(cfg, todo, skip_keys, output)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
     ray.kill(counter)
     removed += clean_uncommitted(output)  # anything a killed earlier run was still writing while we ran
@@ -138,6 +139,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
                         "by_error": dict(by_error)},
         "shards": {"written": sorted(s for r in results for s in r["shards"]),
                    "total_committed": len(committed_shards(output))},
+        "captions": caption_report(results),
         "stages": stages,
         "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None},
         "cleaned_uncommitted_files": removed,

@@ -14,6 +14,7 @@ from schemas.version import SCHEMA_VERSION
 
 CutReason = Literal["pause", "class_change", "novelty", "forced_max_length", "source_start", "source_end"]
 Branch = Literal["speech", "music", "general"]
+CaptionSource = Literal["template", "llm", "template_fallback"]
 
 
 class _Model(BaseModel):
@@ -149,7 +150,11 @@ class SegmentAnnotation(_Model):
     music_caption: str | None = None
     sound_caption: str | None = None
     caption: str = ""  # the unified caption (also `<key>.txt`)
+    short_caption: str = ""  # at most 15 words
+    caption_source: CaptionSource | None = None
     caption_model: str | None = None
+    caption_prompt_id: str | None = None  # which prompt (or template version) produced it
+    caption_rejections: list[str] = Field(default_factory=list)  # "reason: detail" of every rejected LLM reply
     models: dict[str, ModelInfo] = Field(default_factory=dict)
     config_hash: str
     schema_version: str = SCHEMA_VERSION

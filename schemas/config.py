@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +78,34 @@ class RouterConfig(_Section):
 
 
 class CaptionConfig(_Section):
-    merger: Literal["template"] = Field("template", description="the deterministic template merger")
+    """The unified-caption merger: the embedded template (default) or an LLM behind any OpenAI-compatible API."""
+
+    merger: Literal["template", "llm"] = Field("template", description="template (no model) or llm")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(None, description="model name the endpoint serves")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key")
+    response_format: Literal["auto", "json_schema", "json_object"] = Field(
+        "auto", description="structured output form: json_schema (vLLM, hosted), json_object + schema "
+                            "(llama.cpp server); auto detects it once per endpoint")
+    timeout_s: float = Field(60.0, gt=0, description="read timeout of one request")
+    connect_timeout_s: float = Field(5.0, gt=0, description="connect timeout of one request")
+    max_in_flight: int = Field(4, ge=1, le=256, description="concurrent requests per caption task")
+    max_retries: int = Field(3, ge=0, le=10, description="retries after a timeout, 429 or 5xx")
+    backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each retry, with jitter")
+    max_backoff_s: float = Field(8.0, ge=0, description="longest retry delay (also caps Retry-After)")
+    check_retries: int = Field(1, ge=0, le=5, description="retries with the rejection reason after a failed check")
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(300, ge=32, le=4096)
+    cache: bool = Field(True, description="content-addressed reply cache under OUT/caption_cache")
+
+    @model_validator(mode="after")
+    def _llm_needs_endpoint(self) -> CaptionConfig:
+        if self.merger == "llm" and not (self.base_url and self.model):
+            raise ValueError("caption.merger: llm needs caption.base_url and caption.model")
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError("caption.api_key_env must be the NAME of an environment variable "
+                             "(e.g. OPENAI_API_KEY), never the key itself")
+        return self
 
 
 class ShardConfig(_Section):

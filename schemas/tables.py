@@ -71,10 +71,28 @@ MANIFEST_SCHEMA = pa.schema([
     ("sound_caption", pa.string()),
     # unified caption and provenance
     ("caption", pa.string()),
+    ("short_caption", pa.string()),
+    ("caption_source", pa.string()),
     ("caption_model", pa.string()),
+    ("caption_prompt_id", pa.string()),
+    ("caption_rejections", pa.list_(pa.string())),
     ("shard", pa.string()),
     ("models", pa.string()),  # JSON {stage: {name, version}}
     ("config_hash", pa.string()),
+    ("schema_version", pa.string()),
+])
+
+# A named caption table (`eventcap recaption OUT --name NAME` -> OUT/captions/NAME/*.parquet), keyed by segment key.
+CAPTIONS_SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("caption", pa.string()),
+    ("short_caption", pa.string()),
+    ("caption_source", pa.string()),
+    ("caption_model", pa.string()),
+    ("caption_prompt_id", pa.string()),
+    ("caption_rejections", pa.list_(pa.string())),
+    ("shard", pa.string()),  # the annotate shard the segment lives in
+    ("caption_config_hash", pa.string()),
     ("schema_version", pa.string()),
 ])
 
@@ -139,7 +157,11 @@ def manifest_row(seg: SegmentAnnotation, shard: str) -> dict:
         "scene_tags": list(so.scene_tags) if so else None,
         "sound_caption": seg.sound_caption,
         "caption": seg.caption,
+        "short_caption": seg.short_caption,
+        "caption_source": seg.caption_source,
         "caption_model": seg.caption_model,
+        "caption_prompt_id": seg.caption_prompt_id,
+        "caption_rejections": list(seg.caption_rejections),
         "shard": shard,
         "models": json.dumps({k: v.model_dump() for k, v in seg.models.items()}, sort_keys=True),
         "config_hash": seg.config_hash,

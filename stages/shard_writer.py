@@ -38,6 +38,7 @@ from ray.data.datasource.datasink import Datasink, WriteResult
 
 from schemas.annotation import QuarantineRecord, SegmentAnnotation
 from schemas.tables import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, manifest_row, quarantine_row
+from stages.caption_report import count_caption, new_caption_counts
 from stages.ingest import filesystem_for
 from stages.rows import audio_of, merge_stats, to_rows
 
@@ -210,6 +211,7 @@ class ShardWriter(Datasink[dict]):
         stats: dict[str, dict[str, float]] = {}
         quarantined: list[dict] = []
         routes: Counter = Counter()
+        captions: dict[str, Counter] = new_caption_counts()
         result = {"shards": [], "segments": 0, "audio_s": 0.0, "quarantined": 0}
         with tempfile.TemporaryDirectory(prefix="eventcap-shard-") as tmpdir:
             shard = None
@@ -227,6 +229,7 @@ class ShardWriter(Datasink[dict]):
                         shard = _OpenShard(tmpdir)
                     shard.add(seg, audio_of(r))
                     routes.update(seg.routes)
+                    count_caption(captions, seg)
                     result["segments"] += 1
                     result["audio_s"] += seg.duration_s
                     if shard.size() >= self.target_bytes:
@@ -244,6 +247,7 @@ class ShardWriter(Datasink[dict]):
         result["quarantined"] = len(quarantined)
         result["stats"] = stats
         result["routes"] = dict(routes)
+        result["captions"] = {k: dict(v) for k, v in captions.items()}
         return result
 
     def _commit(self, fs, root: str, shard: _OpenShard) -> str:

@@ -53,6 +53,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-workers", type=int, default=0, help="run under Ray Train's TorchTrainer with N workers")
     p.add_argument("--ray-gpu", action="store_true", help="one GPU per Ray Train worker")
     p.add_argument("--ray-address", help="Ray cluster address (default: start or join a local one)")
+    p.add_argument("--captions", metavar="NAME",
+                   help="train captions from OUT/captions/NAME/*.parquet (eventcap recaption) instead of <key>.txt")
     p.add_argument("--record-keys", action="store_true",
                    help="debug: write each rank's sample keys and final weight digest to RUN_DIR/debug/")
 
@@ -71,6 +73,8 @@ def config_from_args(args: argparse.Namespace):
             setattr(t, attr, getattr(args, flag))
     if args.lr is not None:
         t.min_lr = min(t.min_lr, args.lr)
+    if getattr(args, "captions", None):
+        t.captions = args.captions
     if args.task_weights:
         t.task_weights = {k: float(v) for k, v in json.loads(args.task_weights).items()}
     if args.marker_interval is not None:

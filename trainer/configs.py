@@ -54,6 +54,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers per rank
     fsdp: bool = False  # shard with FSDP when distributed (DDP otherwise)
     bf16: bool = True  # autocast to bf16 on GPU (the CPU always runs fp32)
+    captions: str | None = None  # a named caption table (`eventcap recaption --name`) in place of <key>.txt
 
     def stage_at(self, step: int) -> Stage:
         for s in self.stages:

@@ -75,6 +75,27 @@ def expand_data(specs: list[str]) -> list[str]:
     return shards
 
 
+def load_caption_table(shards: list[str], name: str) -> dict[str, str]:
+    """{segment key: caption} from OUT/captions/NAME/*.parquet of every annotate output the shards come from
+    (`eventcap recaption OUT --name NAME`; a shard OUT/shards/shard-N.tar belongs to OUT)."""
+    import pyarrow.parquet as pq
+
+    roots = {os.path.dirname(os.path.dirname(os.path.abspath(s))) if os.path.basename(os.path.dirname(
+        os.path.abspath(s))) == "shards" else os.path.dirname(os.path.abspath(s)) for s in shards}
+    table: dict[str, str] = {}
+    found = []
+    for root in sorted(roots):
+        parts = sorted(glob.glob(os.path.join(root, "captions", name, "*.parquet")))
+        found += parts
+        for p in parts:
+            t = pq.read_table(p, columns=["key", "caption"])
+            table.update(zip(t.column("key").to_pylist(), t.column("caption").to_pylist(), strict=True))
+    if not found:
+        raise FileNotFoundError(f"no caption table {name!r} under {sorted(roots)} (run `eventcap recaption OUT "
+                                f"--name {name}` first)")
+    return table
+
+
 @dataclass
 class Example:
     key: str
@@ -112,7 +133,7 @@ def pick(rng: random.Random, weights: dict[str, float]) -> str | None:
 
 
 def make_example(sample: dict, tok, task_weights: dict[str, float], marker_interval_s: float | None,
-                 rng: random.Random, counters: Counter) -> Example | None:
+                 rng: random.Random, counters: Counter, captions: dict[str, str] | None = None) -> Example | None:
     """One raw shard sample (dict of member bytes) -> an Example, or None (counted in `counters`)."""
     key = sample["__key__"]
     if "json" not in sample:
@@ -138,6 +159,10 @@ def make_example(sample: dict, tok, task_weights: dict[str, float], marker_inter
             counters["no_audio"] += 1
             return None
         caption = (sample["txt"].decode("utf-8") if "txt" in sample else meta.get("caption", "")).strip()
+        if captions is not None:  # a named caption table replaces <key>.txt; a key it lacks has no caption task
+            caption = captions.get(key, "").strip()
+            if not caption:
+                counters["caption_not_in_table"] += 1
         words = (meta.get("speech") or {}).get("words") or []
         task = pick(rng, {"caption": task_weights.get("caption", 0) if caption else 0,
                           "asr": task_weights.get("asr", 0) if words else 0})
@@ -229,7 +254,7 @@ class ShardStream(IterableDataset):
     def __init__(self, shards: list[str], tok, *, task_weights: dict[str, float],
                  marker_interval_s: float | None, tokens_per_batch: int, max_seq_len: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, shuffle_buffer: int = 0,
-                 infinite: bool = True, skip: int = 0):
+                 infinite: bool = True, skip: int = 0, captions: dict[str, str] | None = None):
         super().__init__()
         self.shards, self.tok = list(shards), tok
         self.task_weights, self.marker_interval_s = dict(task_weights), marker_interval_s
@@ -238,6 +263,7 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle_buffer, self.infinite, self.skip = shuffle_buffer, infinite, skip
         self.counters: Counter = Counter()
+        self.captions = captions
 
     def examples(self, part: int, parts: int):
         """Examples of reader `part` of `parts`, epoch after epoch."""
@@ -253,7 +279,8 @@ class ShardStream(IterableDataset):
             n = 0
             for s in seeded_shuffle(samples, self.shuffle_buffer, random.Random(f"{self.seed}:{epoch}:{part}")):
                 rng = random.Random(f"{self.seed}:{epoch}:{s['__key__']}")
-                e = make_example(s, self.tok, self.task_weights, self.marker_interval_s, rng, self.counters)
+                e = make_example(s, self.tok, self.task_weights, self.marker_interval_s, rng, self.counters,
+                                 self.captions)
                 if e is not None:
                     e.epoch = epoch
                     n += 1

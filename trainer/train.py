@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer.configs import RunConfig, Stage, TrainConfig
-from trainer.data import ShardStream, expand_data, make_loader
+from trainer.data import ShardStream, expand_data, load_caption_table, make_loader
 from trainer.model.lora import is_lora_param
 from trainer.model.model import AudioLM
 from trainer.tokenizer import AUDIO, load_tokenizer
@@ -282,16 +282,18 @@ def train(cfg: RunConfig, data: list[str], output: str | Path, eval_data: list[s
         module = module if fsdp else wrap(model, tc, device)
 
     shards = expand_data(data)
+    captions = load_caption_table(shards + expand_data(eval_data or []), tc.captions) if tc.captions else None
     stream = ShardStream(shards, tok, task_weights=tc.task_weights, marker_interval_s=cfg.model.marker_interval_s,
                          tokens_per_batch=tc.tokens_per_batch, max_seq_len=tc.max_seq_len, rank=rank,
-                         world_size=world, seed=tc.seed, shuffle_buffer=tc.shuffle_buffer, skip=data_batches)
+                         world_size=world, seed=tc.seed, shuffle_buffer=tc.shuffle_buffer, skip=data_batches,
+                         captions=captions)
     batches = iter(make_loader(stream, tc.num_workers))
     eval_stream = None
     if eval_data:
         eval_stream = ShardStream(expand_data(eval_data), tok, task_weights=tc.task_weights,
                                   marker_interval_s=cfg.model.marker_interval_s,
                                   tokens_per_batch=tc.tokens_per_batch, max_seq_len=tc.max_seq_len, rank=rank,
-                                  world_size=world, seed=tc.seed, infinite=False)
+                                  world_size=world, seed=tc.seed, infinite=False, captions=captions)
     task_eval = None
     if eval_data and eval_tasks and rank == 0 and not fsdp:
         task_eval = TaskEval(eval_data, eval_tasks, eval_samples)

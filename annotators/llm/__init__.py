@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from annotators.llm.template import TemplateCaptionMerger
+from annotators.llm.merger import CaptionResult, LLMCaptionMerger, TemplateMerger
 from schemas.config import CaptionConfig
 
+__all__ = ["CaptionResult", "LLMCaptionMerger", "TemplateMerger", "build_caption_merger"]
 
-def build_caption_merger(cfg: CaptionConfig) -> TemplateCaptionMerger:
-    return TemplateCaptionMerger()
+
+def build_caption_merger(cfg: CaptionConfig, output: str | None = None) -> TemplateMerger | LLMCaptionMerger:
+    """The merger `caption.merger` names; `output` holds the LLM reply cache (none without it)."""
+    if cfg.merger == "llm":
+        return LLMCaptionMerger(cfg, output)
+    return TemplateMerger()
