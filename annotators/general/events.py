@@ -144,6 +144,17 @@ def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, win
     return [ev]
 
 
+def sound_extent(env: BandEnvelope, range_db: float = 35.0) -> tuple[float, float]:
+    """(start, end) in s of the frames within `range_db` of the segment's loudest 10 ms frame and above its
+    background (the frame power's 10th percentile, +6 dB)."""
+    p = 10 * np.log10(env.frame_power + 1e-20)
+    floor = float(np.percentile(p, 10)) + 6.0
+    on = np.flatnonzero((p >= p.max() - range_db) & (p >= floor))
+    if on.size == 0:
+        return 0.0, 0.0
+    return float(on[0] / env.fps), float((on[-1] + 1) / env.fps)
+
+
 def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
     """Merge events of one class that overlap or lie closer than gap_s (score: the max)."""
     out: list[Event] = []
@@ -159,7 +170,7 @@ def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
 
 
 def foreground_snr_db(events: list[Event], env: BandEnvelope) -> float | None:
-    """Mean power inside the events over the background's (dB). The background is the median frame power
+    """Mean power inside the events over the background's (dB; capped, see `levels.snr_db`). The background is the median frame power
     outside the events (robust to the events' edges leaking into it), or with under 0.2 s outside them the
     10th percentile of frame power."""
     if not events:
@@ -171,5 +182,6 @@ def foreground_snr_db(events: list[Event], env: BandEnvelope) -> float | None:
     if not fg.any():
         return None
     bg_power = float(np.median(p[~fg])) if (~fg).sum() >= 0.2 * env.fps else float(np.percentile(p, 10))
-    fg_power = float(p[fg].mean())
-    return round(float(10 * np.log10(max(fg_power, 1e-12) / max(bg_power, 1e-12))), 2)
+    from annotators.general.levels import snr_db
+
+    return snr_db(float(p[fg].mean()), bg_power)
