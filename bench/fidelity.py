@@ -14,7 +14,7 @@ in-process, stage by stage as the annotate job orders them (segmenter -> router 
   tags (at most 5 names), vs YAMNet alone, clip-level mean and max pooling, top 5
 - event onsets: F1 with a 200 ms collar (mir_eval.onset) on the scenes, vs YAMNet alone (a run of frames of a
   class over the same on-threshold starts an event at its first window); ticks: events found for 10 clicks
-- WER vs faster-whisper alone (same model, whole file); speaker count per segment vs the reference turns, DER
+- WER vs faster-whisper alone (same model and beam, no temperature fallback, whole file); speaker count per segment vs the reference turns, DER
 - events cut by a segment boundary (goal 0) vs fixed 10 s windows
 - consistency: captions saying speech and no speech, babble routed speech-only, key on unpitched audio,
   SNRs over 60 dB
@@ -252,7 +252,9 @@ def named_by_pipeline(run: Run, limit: int = 5) -> list[str]:
             names += [e.label for e in sorted(seg.sound.events, key=lambda e: -e.score)]
         elif seg.music is not None:
             names += (seg.music.instruments + seg.music.genres + [t.label for t in seg.music.tags])[:limit]
-        out += [n for n in names if n not in out]
+        for n in names:
+            if n not in out:
+                out.append(n)
     return out
 
 
@@ -398,7 +400,9 @@ def evaluate(pipe: InProcessPipeline | None = None, log=print) -> dict:
         rec = {"routes": [s.routes for s in run.segments], "captions": [s.caption for s in run.segments],
                "transcript": hyp}
         if sp.transcript:
-            segs, _ = whisper.transcribe(sp.audio, beam_size=5, language=pipe.speech.asr.cfg.language)
+            # same decoding as the branch (beam, no temperature fallback): the difference is the pipeline's own
+            segs, _ = whisper.transcribe(sp.audio, beam_size=pipe.speech.asr.cfg.beam_size, temperature=0.0,
+                                         language=pipe.speech.asr.cfg.language)
             fw = " ".join(s.text for s in segs)
             refs.append(sp.transcript)
             hyp_pipe.append(hyp)

@@ -162,6 +162,26 @@ PATTERNS: dict[str, tuple[int, int, dict[str, list[tuple[int, float]]]]] = {
     "bongo": (4, 4, {"hi": [(0, 1.0), (4, 0.9), (8, 1.0), (12, 0.9)],
                      "hi_soft": [(2, 0.6), (6, 0.6), (10, 0.6), (14, 0.6), (15, 0.5)],
                      "lo": [(3, 0.9), (7, 0.8), (11, 0.9)]}),
+    # an amen-like break: syncopated kick, displaced snares and ghost notes on a 16th grid
+    "break": (4, 4, {"kick": [(0, 1.0), (2, 0.9), (10, 1.0), (11, 0.8)],
+                     "snare": [(4, 1.0), (7, 0.5), (9, 0.6), (12, 1.0), (15, 0.5)],
+                     "hat": [(s, 0.7 if s % 4 == 0 else 0.5) for s in range(0, 16, 2)]}),
+    # 12/8 bell pattern (bembe) over four dotted-quarter beats: the pulse a listener taps is the dotted quarter
+    "bembe": (3, 4, {"bell": [(s, 0.6) for s in (0, 2, 4, 5, 7, 9, 11)],
+                     "bass": [(0, 1.0), (6, 0.9)], "slap": [(3, 0.8), (9, 0.8)], "tone": [(4, 0.6), (10, 0.6)],
+                     "dun": [(0, 0.7), (6, 0.7)]}),
+    # loud 16th-note hats over soft kick and snare: the hats' grouping pulls a tracker to 4/3 of the beat
+    "hats16": (4, 4, {"kick": [(0, 0.5), (8, 0.5)], "snare": [(4, 0.45), (12, 0.45)],
+                      "hat": [(s, 1.0 if s % 2 else 0.8) for s in range(16)]}),
+    # straight kick and snare under triplet hats: 3/2 of the beat is the trap
+    "triplethat": (3, 4, {"kick": [(0, 1.0), (6, 1.0)], "snare": [(3, 1.0), (9, 1.0)],
+                          "hat": [(s, 0.8) for s in range(12)]}),
+    # four-on-the-floor kick, tresillo snare (dembow)
+    "dembow": (4, 4, {"kick": [(0, 1.0), (4, 1.0), (8, 1.0), (12, 1.0)],
+                      "snare": [(3, 0.9), (6, 0.9), (11, 0.9), (14, 0.9)], "hat": [(s, 0.5) for s in range(0, 16, 2)]}),
+    # tresillo kick (3+3+2 sixteenths): dotted-eighth spacing invites 4/3
+    "tresillo": (4, 4, {"kick": [(0, 1.0), (3, 0.9), (6, 0.9), (8, 1.0), (11, 0.9), (14, 0.9)],
+                        "snare": [(4, 0.7), (12, 0.7)], "hat": [(s, 0.4) for s in range(0, 16, 2)]}),
     # a snare roll: 32nd notes with a crescendo, no beat
     "roll": (8, 4, {"snare": [(s, 0.25 + 0.75 * s / 32) for s in range(32)]}),
 }
@@ -265,7 +285,7 @@ def _build_scene(spec: dict, effects: dict[str, dict]) -> Scene:
     events = []
     if "repeat" in spec:
         r = spec["repeat"]
-        clip = read_pkg(r["path"])
+        clip = read_pkg(r["path"], r.get("crop"))
         for k in range(r["count"]):
             on, off = _place(floor, clip, r["start"] + k * r["period"], -8.0)
             events.append(SceneEvent("tick", list(r["label"]), on, off))

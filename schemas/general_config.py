@@ -34,6 +34,9 @@ class GeneralConfig(BaseModel):
     )
     min_band_snr_db: float = Field(6.0, ge=0, description="bands this far over the background carry the event")
     split_gap_s: float = Field(0.4, gt=0, description="an event splits where its band energy stays low this long")
+    split_depth_db: float = Field(
+        12.0, gt=0, description="or where it drops this far under the edge threshold for 50 ms: the sound stopped "
+                                "(repeated hits stay separate events)")
 
     # a clip-level view: what the segment as a whole sounds like
     max_tags: int = Field(5, ge=0, description="top classes of the segment (mean pooling) listed in `tags`")

@@ -83,7 +83,7 @@ class SoundEventAnnotator:
         for ev, a, b in coarse:
             if cfg.refine:
                 events += refine_event(ev, a, b, env, hop_s, window_s, duration, cfg.refine_level,
-                                       cfg.min_band_snr_db, cfg.split_gap_s, cfg.min_event_s)
+                                       cfg.min_band_snr_db, cfg.split_gap_s, cfg.min_event_s, cfg.split_depth_db)
             elif ev.end_s - ev.start_s >= cfg.min_event_s:
                 events.append(ev)
         events = merge_same_class(events, cfg.merge_gap_s)

@@ -64,7 +64,7 @@ class MusicAnnotator:
             prior_bpm=cfg.tempo_prior_bpm, min_bpm=cfg.min_bpm, max_bpm=cfg.max_bpm,
             octave_ratio=cfg.octave_ratio, min_confidence=cfg.min_tempo_confidence,
             meter_contrast_db=cfg.meter_contrast_db, chroma=chroma, chroma_fps=sr / CHROMA_HOP,
-            onsets=spec.onsets if cfg.multi_feature_tempo else None,
+            onset_feats=spec.onsets if cfg.multi_feature_tempo else None,
         )
         key = estimate_key(chroma.sum(axis=1), cfg.key_profile)
         tonality = tonal_peak_share(audio, sr)

@@ -191,14 +191,14 @@ def analyse_rhythm(
     meter_contrast_db: float = 3.0,
     chroma: np.ndarray | None = None,
     chroma_fps: float = 0.0,
-    onsets: OnsetFeatures | None = None,
+    onset_feats: OnsetFeatures | None = None,
 ) -> Rhythm:
     """Tempo, beats, meter and onset density from an onset envelope at `fps` frames per second.
 
     env: onset strength (all bands); low_db / full_db: level (dB) of the low bands, whose peaks mark
     downbeats, and of all bands; chroma (12, n) at chroma_fps frames per second, whose changes mark bar lines.
     The meter is read from the bass accents first, from the chord changes when the bass shows none.
-    With `onsets` (several onset features), each feature proposes a tempo and the metrical level is chosen
+    With `onset_feats` (several onset features), each feature proposes a tempo and the metrical level is chosen
     across all of them (`annotators/music/tempo.py`); the octave check below then runs as before.
     """
     hop = 1.0 / fps
@@ -209,10 +209,10 @@ def analyse_rhythm(
 
     sr_eq, hop_eq = int(round(fps * 100)), 100  # librosa wants (sr, hop_length); only their ratio matters
     t0 = _global_tempo(env, fps, prior_bpm, min_bpm, max_bpm * 1.5)
-    if onsets is not None and len(onsets.envs) > 1:
-        proposals = [t0] + [_global_tempo(e, fps, prior_bpm, min_bpm, max_bpm * 1.5) for e in onsets.envs.values()
-                            if float(e.max()) > 1e-9]
-        t0, _ = choose_metrical_level(onsets, proposals, min_bpm, max_bpm)
+    if onset_feats is not None and len(onset_feats.envs) > 1:
+        proposals = [t0] + [_global_tempo(e, fps, prior_bpm, min_bpm, max_bpm * 1.5)
+                            for e in onset_feats.envs.values() if float(e.max()) > 1e-9]
+        t0, _ = choose_metrical_level(onset_feats, proposals, min_bpm, max_bpm)
     tempo = t0
     period = 60.0 * fps / t0
     ac_here = _autocorr_at(env, period)
