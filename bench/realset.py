@@ -289,9 +289,9 @@ def _build_scene(spec: dict, effects: dict[str, dict]) -> Scene:
         for k in range(r["count"]):
             on, off = _place(floor, clip, r["start"] + k * r["period"], -8.0)
             events.append(SceneEvent("tick", list(r["label"]), on, off))
-    for at, eid in spec.get("events", []):
+    for at, eid, *level in spec.get("events", []):
         e = effects[eid]
-        on, off = _place(floor, read_pkg(e["path"], e.get("crop")), float(at))
+        on, off = _place(floor, read_pkg(e["path"], e.get("crop")), float(at), *(float(v) for v in level))
         events.append(SceneEvent(eid, list(e["labels"]), on, off))
     return Scene(spec["id"], floor.astype(np.float32), sorted(events, key=lambda e: e.onset))
 
@@ -300,7 +300,7 @@ def build_realset(truth: dict) -> RealSet:
     effects = {e["id"]: e for e in truth["effects"]}
     pad = _noise_floor(EFFECT_PAD_S, -60.0)
     eff = [Effect(e["id"], np.concatenate([pad, read_pkg(e["path"], e.get("crop")), pad]), list(e["labels"]))
-           for e in truth["effects"]]
+           for e in truth["effects"] if not e.get("scene_only")]
     music = []
     for m in truth["music"]:
         if "loop" in m:

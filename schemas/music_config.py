@@ -39,6 +39,10 @@ class MusicConfig(BaseModel):
     min_tonality: float = Field(
         0.5, ge=0, le=1, description="tonality confidence (share of the 80-2000 Hz energy in spectral peaks) a key "
                                      "needs: drums and noise score under 0.45, pitched music over 0.55")
+    min_tonality_clear_key: float = Field(
+        0.3, ge=0, le=1, description="a lower tonality suffices when the key profile fits clearly (`clear_key`): "
+                                     "piano chords over drums")
+    clear_key: float = Field(0.75, ge=-1, le=1, description="key-profile correlation that counts as a clear key")
     min_key_confidence: float = Field(0.3, ge=-1, le=1, description="under this correlation no key is reported")
 
     # YAMNet music tags (scores are posteriors averaged over the segment's frames)

@@ -68,7 +68,8 @@ class MusicAnnotator:
         )
         key = estimate_key(chroma.sum(axis=1), cfg.key_profile)
         tonality = tonal_peak_share(audio, sr)
-        tonal = tonality is not None and tonality >= cfg.min_tonality
+        tonal = tonality is not None and (tonality >= cfg.min_tonality or (
+            tonality >= cfg.min_tonality_clear_key and key.confidence is not None and key.confidence >= cfg.clear_key))
         key_name = key.name if tonal and key.confidence is not None and key.confidence >= cfg.min_key_confidence \
             else None
 

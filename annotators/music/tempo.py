@@ -11,7 +11,8 @@ Gómez 2014, essentia's RhythmExtractor2013 "multifeature"; written here from th
 3. every proposal and its non-octave relatives (x 2/3, 3/2, 3/4, 4/3) is scored on all features at once:
    how far a comb at the beat period, on its best phase, stands above the envelope (z-score), plus the same at
    twice the period (the half bar), where a true beat also lines up;
-4. the best-scoring candidate is the metrical level; octave choice stays with the caller.
+4. the best-scoring candidate is the metrical level, unless it is within 10 % of the first proposal's score;
+   octave choice stays with the caller.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RELATIVES = (1.0, 2.0 / 3.0, 3.0 / 2.0, 3.0 / 4.0, 4.0 / 3.0)
+KEEP_MARGIN = 0.1  # another metrical level must score this much (relative) over the first proposal
 
 
 @dataclass
@@ -99,6 +101,10 @@ def choose_metrical_level(feats: OnsetFeatures, proposals: list[float], min_bpm:
             if min_bpm / 2 <= c <= max_bpm * 2 and all(abs(c / o - 1) > 0.03 for o in cands):
                 cands.append(c)
     scores = {c: metrical_score(feats, c) for c in cands}
-    # a relative must beat the proposal clearly: equal scores keep what the autocorrelation said
-    best = max(scores, key=lambda c: scores[c] - (0.0 if any(abs(c / p - 1) < 0.03 for p in proposals) else 0.15))
+    best = max(scores, key=scores.get)
+    # the first proposal (the all-band autocorrelation) stands unless another level scores clearly higher:
+    # identical clicks score the same at every multiple of their period
+    first = cands[0]
+    if scores[best] <= scores[first] + KEEP_MARGIN * abs(scores[first]):
+        best = first
     return best, scores
