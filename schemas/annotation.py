@@ -95,6 +95,7 @@ class MusicAnnotation(_Model):
     time_signature: str | None = None
     music_key: str | None = None  # e.g. "A minor"
     key_confidence: float | None = None
+    tonality_confidence: float | None = None  # share of pitched (peaked) spectrum; no key under music.min_tonality
     loudness_lufs: float | None = None
     dynamic_range_db: float | None = None
     onset_density: float | None = None  # onsets per second
@@ -119,6 +120,7 @@ class SoundEvent(_Model):
 class SoundAnnotation(_Model):
     events: list[SoundEvent] = Field(default_factory=list)
     scene_tags: list[str] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)  # the segment's top sound classes, clip-level (mean) pooling
     loudness_lufs: float | None = None
     snr_db: float | None = None
     caption: str = ""

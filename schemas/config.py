@@ -75,6 +75,10 @@ class RouterConfig(_Section):
     speech_threshold: float = Field(0.15, ge=0, le=1, description="speech share that routes to `speech`")
     music_threshold: float = Field(0.25, ge=0, le=1, description="music share that routes to `music`")
     general_threshold: float = Field(0.25, ge=0, le=1, description="other-sound share that routes to `general`")
+    general_class_score: float = Field(
+        0.1, ge=0, le=1, description="a segment also goes to `general` when one of its top classes that is "
+                                     "neither speech, music, silence nor a room/recording class averages this "
+                                     "(laughter in speech, a bell in music); 1 = off")
 
 
 class CaptionConfig(_Section):

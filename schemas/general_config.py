@@ -34,6 +34,17 @@ class GeneralConfig(BaseModel):
     )
     min_band_snr_db: float = Field(6.0, ge=0, description="bands this far over the background carry the event")
     split_gap_s: float = Field(0.4, gt=0, description="an event splits where its band energy stays low this long")
+    split_depth_db: float = Field(
+        12.0, gt=0, description="or where it drops this far under the edge threshold for 50 ms: the sound stopped "
+                                "(repeated hits stay separate events)")
+
+    # a clip-level view: what the segment as a whole sounds like
+    max_tags: int = Field(5, ge=0, description="top classes of the segment (mean pooling) listed in `tags`")
+    clip_event_max_s: float = Field(
+        2.0, gt=0, description="a segment whose sound lasts at most this is one sound: with no event found, its "
+                               "confident top class becomes one event over the sound's extent")
+    clip_event_min_score: float = Field(
+        0.15, gt=0, lt=1, description="the mean posterior the top class of such a short sound needs")
 
     # scene
     scene_threshold: float = Field(0.08, ge=0, le=1, description="mean posterior a scene tag needs")

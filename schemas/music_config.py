@@ -17,6 +17,8 @@ class MusicConfig(BaseModel):
 
     # tempo and beats
     tempo_prior_bpm: float = Field(120.0, gt=0, description="centre of the tempogram's log-normal tempo prior")
+    multi_feature_tempo: bool = Field(
+        True, description="tempo proposals from several onset features, metrical level chosen across them")
     min_bpm: float = Field(50.0, gt=0, description="octave correction keeps the tempo at or above this")
     max_bpm: float = Field(200.0, gt=0, description="octave correction keeps the tempo at or below this")
     octave_ratio: float = Field(
@@ -34,6 +36,13 @@ class MusicConfig(BaseModel):
     key_profile: Literal["krumhansl", "temperley", "albrecht"] = Field(
         "krumhansl", description="key profiles correlated with the segment's chroma"
     )
+    min_tonality: float = Field(
+        0.5, ge=0, le=1, description="tonality confidence (share of the 80-2000 Hz energy in spectral peaks) a key "
+                                     "needs: drums and noise score under 0.45, pitched music over 0.55")
+    min_tonality_clear_key: float = Field(
+        0.3, ge=0, le=1, description="a lower tonality suffices when the key profile fits clearly (`clear_key`): "
+                                     "piano chords over drums")
+    clear_key: float = Field(0.75, ge=-1, le=1, description="key-profile correlation that counts as a clear key")
     min_key_confidence: float = Field(0.3, ge=-1, le=1, description="under this correlation no key is reported")
 
     # YAMNet music tags (scores are posteriors averaged over the segment's frames)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from annotators.base import BranchInput
+from schemas.annotation import SegmentAnnotation
 from schemas.config import JobConfig
 from stages.rows import add_stats, audio_of, evidence_of, quarantine, segment_of, timed, to_batch, to_rows
 
@@ -69,6 +70,7 @@ class BranchStage:
                 continue
             setattr(seg, self.field, res)
             setattr(seg, self.caption_field, res.caption or None)
+            reroute_after(self.branch, seg)
             seg.models.update(self.models)
             rows[i]["payload"] = seg.model_dump_json()
             add_stats(rows[i], self.branch, per_row)
@@ -100,3 +102,22 @@ class SoundEventAnnotator(BranchStage):
         from annotators.general import build_sound_event_annotator
 
         return build_sound_event_annotator(cfg.general) if cfg.general.enabled else None
+
+
+def reroute_after(branch: str, seg: SegmentAnnotation) -> None:
+    """Routes made consistent with what a branch found, for the branches that run after it.
+
+    The router reads frame shares; the speech branch hears whether there are words. A segment routed to speech
+    in which the speech branch finds no words is not speech only: it also goes to `general` (crowd babble,
+    a voice-like noise); with no words and no speaker either it is not speech at all, and its speech caption
+    (which would say so) is dropped with the route, so no caption says "speech" and "no speech" together.
+    """
+    if branch != "speech" or seg.speech is None or "speech" not in seg.routes:
+        return
+    if seg.speech.transcript.strip():
+        return
+    if "general" not in seg.routes:
+        seg.routes = [*seg.routes, "general"]
+    if seg.speech.n_speakers == 0:
+        seg.routes = [r for r in seg.routes if r != "speech"]
+        seg.speech_caption = None

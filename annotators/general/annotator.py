@@ -14,6 +14,7 @@ from annotators.general.events import (
     foreground_snr_db,
     merge_same_class,
     refine_event,
+    sound_extent,
 )
 from annotators.general.levels import loudness_lufs
 from annotators.general.yamnet import (
@@ -27,7 +28,7 @@ from annotators.general.yamnet import (
     class_names,
 )
 from annotators.general.yamnet import package_version as yamnet_version
-from schemas.annotation import ModelInfo, SoundAnnotation, SoundEvent
+from schemas.annotation import ModelInfo, SoundAnnotation, SoundEvent, Tag
 from schemas.general_config import GeneralConfig
 
 # Acoustic-scene classes (room, outdoors, recording kind): scene tags, never events.
@@ -82,10 +83,12 @@ class SoundEventAnnotator:
         for ev, a, b in coarse:
             if cfg.refine:
                 events += refine_event(ev, a, b, env, hop_s, window_s, duration, cfg.refine_level,
-                                       cfg.min_band_snr_db, cfg.split_gap_s, cfg.min_event_s)
+                                       cfg.min_band_snr_db, cfg.split_gap_s, cfg.min_event_s, cfg.split_depth_db)
             elif ev.end_s - ev.start_s >= cfg.min_event_s:
                 events.append(ev)
         events = merge_same_class(events, cfg.merge_gap_s)
+        if not events:
+            events = self._short_sound_event(scores, env, duration)
         events = sorted(events, key=lambda e: (-e.score, -e.mean))[: cfg.max_events]
         events.sort(key=lambda e: (e.start_s, -e.score, -e.mean))  # the caption keeps this order among ties
 
@@ -93,15 +96,35 @@ class SoundEventAnnotator:
         scene = [self._labels[c] for c in self._scene_classes[np.argsort(-mean[self._scene_classes])]
                  if mean[c] >= cfg.scene_threshold][: cfg.max_scene_tags]
 
+        tag_classes = [c for c in np.argsort(-mean) if c != SILENCE_INDEX and mean[c] > 0][: cfg.max_tags]
         ann = SoundAnnotation(
             events=[SoundEvent(label=self._labels[e.cls], start_s=round(e.start_s, 3), end_s=round(e.end_s, 3),
                                score=round(e.score, 4)) for e in events],
             scene_tags=scene,
+            tags=[Tag(label=self._labels[c], score=round(float(mean[c]), 4)) for c in tag_classes],
             loudness_lufs=loudness_lufs(audio, sr),
             snr_db=foreground_snr_db(events, env),
         )
         ann.caption = sound_caption(ann)
         return ann
+
+    def _short_sound_event(self, scores: np.ndarray, env: BandEnvelope, duration: float) -> list[Event]:
+        """A short sound (a hit, a click, a 0.3 s cowbell) fills one or two YAMNet windows, whose posteriors
+        rarely climb to `on_threshold`: when its sound lasts at most `clip_event_max_s` and its strongest event
+        class (mean over the windows) is confident, it is one event of that class over the sound's extent
+        (where the segment stays within 35 dB of its peak)."""
+        cfg = self.cfg
+        if scores.size == 0:
+            return []
+        start, end = sound_extent(env)
+        if end - start > cfg.clip_event_max_s or end - start < cfg.min_event_s:
+            return []
+        mean = scores[:, self._event_classes].mean(axis=0)
+        j = int(np.argmax(mean))
+        if mean[j] < cfg.clip_event_min_score:
+            return []
+        c = int(self._event_classes[j])
+        return [Event(c, round(start, 3), round(min(end, duration), 3), float(scores[:, c].max()), float(mean[j]))]
 
 
 # ------------------------------------------------------------------ caption

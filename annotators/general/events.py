@@ -10,7 +10,7 @@
 3. Refinement: the mel bands where the detecting windows stand `min_band_snr_db` over the segment's background
    (20th percentile per band) carry it; their summed energy at 10 ms frames is thresholded at `level` of the
    way (in dB) from the background to the event's peak (and above the background's usual peaks), and the
-   first/last crossing near the coarse edges become the onset/offset. Where that envelope stays under the threshold for `split_gap_s`, the event splits.
+   first/last crossing near the coarse edges become the onset/offset. Where that envelope stays under the threshold for `split_gap_s`, or drops `split_depth_db` under it for 50 ms (repeated hits), the event splits.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import numpy as np
 N_FFT = 512
 HOP = 160  # 10 ms at 16 kHz
 N_MELS = 64
+EVENT_RANGE_DB = 35.0  # an event's edges lie within this of its peak
+MIN_DEEP_GAP_S = 0.05  # a pause this long where the sound stops (split_depth_db under its threshold) splits
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Event:
     end_s: float
     score: float  # the class's highest posterior over the event's frames
     mean: float = 0.0  # its mean posterior over them (breaks ties between the model's quantised steps)
+    isolated: bool = False  # cut from its neighbours where the sound stopped: merged with them only on overlap
 
 
 def smooth(scores: np.ndarray, width: int) -> np.ndarray:
@@ -95,7 +98,8 @@ class BandEnvelope:
 
 
 def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, window_s: float, duration_s: float,
-                 level: float, min_band_snr_db: float, split_gap_s: float, min_event_s: float) -> list[Event]:
+                 level: float, min_band_snr_db: float, split_gap_s: float, min_event_s: float,
+                 split_depth_db: float = 12.0) -> list[Event]:
     """The event's onset/offset moved to its band-energy edges; split where that energy pauses."""
     core = env.frames(a * hop_s, b * hop_s + window_s)  # every window that detected it: a short sound may sit anywhere
     if core.stop - core.start < 1:
@@ -116,7 +120,8 @@ def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, win
     # the background level, wherever they are: other loud events in the segment do not count)
     quiet = e[e < bg + 10.0]
     noise_hi = float(np.percentile(quiet, 95)) + 1.0 if quiet.size >= 0.5 * env.fps else bg
-    thr = min(max(bg + level * (peak - bg), noise_hi), peak - 3.0)
+    # over digital silence the background is no level at all: the edges stay within the event's own range
+    thr = min(max(bg + level * (peak - bg), noise_hi, peak - EVENT_RANGE_DB), peak - 3.0)
 
     above = e[search] >= thr
     if not above.any():
@@ -127,21 +132,41 @@ def refine_event(ev: Event, a: int, b: int, env: BandEnvelope, hop_s: float, win
     if not runs:
         return [ev]
     gap = int(round(split_gap_s * env.fps))
-    merged = [list(runs[0])]
+    min_deep = max(1, int(round(MIN_DEEP_GAP_S * env.fps)))
+    level = e[search]
+    merged = [[*runs[0], False]]
     for s, t in runs[1:]:
-        if s - merged[-1][1] < gap:
+        g0 = merged[-1][1]
+        # a short gap joins the pieces, unless the sound stops there (falls far under the threshold): repeated
+        # hits (ticks, knocks, footsteps) stay separate events
+        deep = s - g0 >= min_deep and float(level[g0:s].max()) < thr - split_depth_db
+        if s - g0 < gap and not deep:
             merged[-1][1] = t
         else:
-            merged.append([s, t])
+            merged[-1][2] = merged[-1][2] or deep
+            merged.append([s, t, deep])
     # keep the pieces (long enough) that overlap the middle halves of the detecting windows, where the sound
     # must mostly be; failing that, those that overlap the windows at all
-    pieces = [((search.start + s) / env.fps, min(duration_s, (search.start + t) / env.fps)) for s, t in merged]
-    pieces = [(p, q) for p, q in pieces if q - p >= min_event_s]
+    pieces = [((search.start + s) / env.fps, min(duration_s, (search.start + t) / env.fps), iso)
+              for s, t, iso in merged]
+    pieces = [(p, q, iso) for p, q, iso in pieces if q - p >= min_event_s]
     for lo, hi in ((ev.start_s, ev.end_s), (a * hop_s, b * hop_s + window_s)):
-        out = [Event(ev.cls, round(p, 3), round(q, 3), ev.score, ev.mean) for p, q in pieces if q > lo and p < hi]
+        out = [Event(ev.cls, round(p, 3), round(q, 3), ev.score, ev.mean, iso) for p, q, iso in pieces
+               if q > lo and p < hi]
         if out:
             return out
     return [ev]
+
+
+def sound_extent(env: BandEnvelope, range_db: float = 35.0) -> tuple[float, float]:
+    """(start, end) in s of the frames within `range_db` of the segment's loudest 10 ms frame and above its
+    background (the frame power's 10th percentile, +6 dB)."""
+    p = 10 * np.log10(env.frame_power + 1e-20)
+    floor = float(np.percentile(p, 10)) + 6.0
+    on = np.flatnonzero((p >= p.max() - range_db) & (p >= floor))
+    if on.size == 0:
+        return 0.0, 0.0
+    return float(on[0] / env.fps), float((on[-1] + 1) / env.fps)
 
 
 def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
@@ -149,17 +174,18 @@ def merge_same_class(events: list[Event], gap_s: float) -> list[Event]:
     out: list[Event] = []
     for ev in sorted(events, key=lambda e: (e.cls, e.start_s)):
         last = out[-1] if out else None
-        if last is not None and last.cls == ev.cls and ev.start_s - last.end_s < gap_s:
+        near = gap_s if not (last is not None and (last.isolated or ev.isolated)) else 0.0
+        if last is not None and last.cls == ev.cls and ev.start_s - last.end_s < near:
             last.end_s = max(last.end_s, ev.end_s)
             last.score = max(last.score, ev.score)
             last.mean = max(last.mean, ev.mean)
         else:
-            out.append(Event(ev.cls, ev.start_s, ev.end_s, ev.score, ev.mean))
+            out.append(Event(ev.cls, ev.start_s, ev.end_s, ev.score, ev.mean, ev.isolated))
     return out
 
 
 def foreground_snr_db(events: list[Event], env: BandEnvelope) -> float | None:
-    """Mean power inside the events over the background's (dB). The background is the median frame power
+    """Mean power inside the events over the background's (dB; capped, see `levels.snr_db`). The background is the median frame power
     outside the events (robust to the events' edges leaking into it), or with under 0.2 s outside them the
     10th percentile of frame power."""
     if not events:
@@ -171,5 +197,6 @@ def foreground_snr_db(events: list[Event], env: BandEnvelope) -> float | None:
     if not fg.any():
         return None
     bg_power = float(np.median(p[~fg])) if (~fg).sum() >= 0.2 * env.fps else float(np.percentile(p, 10))
-    fg_power = float(p[fg].mean())
-    return round(float(10 * np.log10(max(fg_power, 1e-12) / max(bg_power, 1e-12))), 2)
+    from annotators.general.levels import snr_db
+
+    return snr_db(float(p[fg].mean()), bg_power)

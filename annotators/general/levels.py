@@ -48,3 +48,16 @@ def dynamic_range_db(audio: np.ndarray, sr: int, frame_s: float = 0.4, hop_s: fl
     if p.size < 3:
         return None
     return round(float(np.percentile(p, 95) - np.percentile(p, 10)), 2)
+
+
+# An SNR is only measurable while the background is: digital silence has no level to compare against, and a
+# background under 16-bit quantisation noise cannot be told from it. The background is floored at one 16-bit
+# step (-90.3 dBFS mean square) and the ratio capped at MAX_SNR_DB: a reported 60 means "60 dB or more".
+MAX_SNR_DB = 60.0
+_BACKGROUND_FLOOR = (1.0 / 32768.0) ** 2
+
+
+def snr_db(signal_power: float, background_power: float, max_db: float = MAX_SNR_DB) -> float:
+    """10 log10(signal / background) with the background floored at a 16-bit step and the result capped."""
+    ratio = max(float(signal_power), 1e-20) / max(float(background_power), _BACKGROUND_FLOOR)
+    return round(float(min(10.0 * np.log10(ratio), max_db)), 2)

@@ -12,7 +12,7 @@ from annotators.general.yamnet import package_version as yamnet_version
 from annotators.music.features import spectral_features
 from annotators.music.rhythm import Rhythm, analyse_rhythm
 from annotators.music.tags import music_tags
-from annotators.music.tonality import chromagram, estimate_key
+from annotators.music.tonality import chromagram, estimate_key, tonal_peak_share
 from schemas.annotation import ModelInfo, MusicAnnotation, Tag
 from schemas.music_config import MusicConfig
 
@@ -64,9 +64,14 @@ class MusicAnnotator:
             prior_bpm=cfg.tempo_prior_bpm, min_bpm=cfg.min_bpm, max_bpm=cfg.max_bpm,
             octave_ratio=cfg.octave_ratio, min_confidence=cfg.min_tempo_confidence,
             meter_contrast_db=cfg.meter_contrast_db, chroma=chroma, chroma_fps=sr / CHROMA_HOP,
+            onset_feats=spec.onsets if cfg.multi_feature_tempo else None,
         )
         key = estimate_key(chroma.sum(axis=1), cfg.key_profile)
-        key_name = key.name if key.confidence is not None and key.confidence >= cfg.min_key_confidence else None
+        tonality = tonal_peak_share(audio, sr)
+        tonal = tonality is not None and (tonality >= cfg.min_tonality or (
+            tonality >= cfg.min_tonality_clear_key and key.confidence is not None and key.confidence >= cfg.clear_key))
+        key_name = key.name if tonal and key.confidence is not None and key.confidence >= cfg.min_key_confidence \
+            else None
 
         scores = item.evidence.yamnet_scores if item.evidence is not None else None
         if scores is None or len(scores) == 0:
@@ -95,7 +100,8 @@ class MusicAnnotator:
             beats_s=rhythm.beats_s,
             time_signature=rhythm.time_signature,
             music_key=key_name,
-            key_confidence=_round(key.confidence, 3),
+            key_confidence=_round(key.confidence, 3) if key_name else None,
+            tonality_confidence=tonality,
             loudness_lufs=loudness_lufs(audio, sr),
             dynamic_range_db=dynamic_range_db(audio, sr),
             onset_density=_round(rhythm.onset_density, 3),

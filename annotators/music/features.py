@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
+from annotators.music.tempo import OnsetFeatures, onset_features
+
 N_FFT = 1024
 HOP = 160  # 10 ms at 16 kHz: 100 onset frames per second
 N_MELS = 64
@@ -20,6 +22,7 @@ class SpectralFeatures:
     low_db: np.ndarray  # (F,) level of the bands under LOW_BAND_HZ, dB
     full_db: np.ndarray  # (F,) level of all bands, dB
     centroid_hz: float | None  # spectral centroid (magnitude-weighted, pooled over frames)
+    onsets: OnsetFeatures | None = None  # several onset features of the same STFT, for the tempo
 
 
 PAD_FRAMES = 10  # silence prepended so that an onset at the very start has a frame before it to differ from
@@ -49,4 +52,5 @@ def spectral_features(audio: np.ndarray, sr: int) -> SpectralFeatures:
         centroid = float((freqs @ mag).sum() / mag.sum())
     else:
         centroid = None
-    return SpectralFeatures(sr / HOP, env, low_db, full_db, centroid)
+    onsets = onset_features(mel_db, mel_freqs, full_db, sr / HOP, env)
+    return SpectralFeatures(sr / HOP, env, low_db, full_db, centroid, onsets)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
+from annotators.music.tempo import OnsetFeatures, choose_metrical_level
+
 
 @dataclass
 class Rhythm:
@@ -189,12 +191,15 @@ def analyse_rhythm(
     meter_contrast_db: float = 3.0,
     chroma: np.ndarray | None = None,
     chroma_fps: float = 0.0,
+    onset_feats: OnsetFeatures | None = None,
 ) -> Rhythm:
     """Tempo, beats, meter and onset density from an onset envelope at `fps` frames per second.
 
     env: onset strength (all bands); low_db / full_db: level (dB) of the low bands, whose peaks mark
     downbeats, and of all bands; chroma (12, n) at chroma_fps frames per second, whose changes mark bar lines.
     The meter is read from the bass accents first, from the chord changes when the bass shows none.
+    With `onset_feats` (several onset features), each feature proposes a tempo and the metrical level is chosen
+    across all of them (`annotators/music/tempo.py`); the octave check below then runs as before.
     """
     hop = 1.0 / fps
     onsets = librosa.onset.onset_detect(onset_envelope=env, sr=int(round(fps)), hop_length=1, units="frames")
@@ -204,6 +209,10 @@ def analyse_rhythm(
 
     sr_eq, hop_eq = int(round(fps * 100)), 100  # librosa wants (sr, hop_length); only their ratio matters
     t0 = _global_tempo(env, fps, prior_bpm, min_bpm, max_bpm * 1.5)
+    if onset_feats is not None and len(onset_feats.envs) > 1:
+        proposals = [t0] + [_global_tempo(e, fps, prior_bpm, min_bpm, max_bpm * 1.5)
+                            for e in onset_feats.envs.values() if float(e.max()) > 1e-9]
+        t0, _ = choose_metrical_level(onset_feats, proposals, min_bpm, max_bpm)
     tempo = t0
     period = 60.0 * fps / t0
     ac_here = _autocorr_at(env, period)

@@ -98,3 +98,37 @@ def mir_eval_key(name: str) -> str:
     flat_to_sharp = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
     tonic, mode = name.split()
     return f"{flat_to_sharp.get(tonic, tonic)} {mode}"
+
+
+def tonal_peak_share(audio: np.ndarray, sr: int, fmin: float = 80.0, fmax: float = 2000.0,
+                     prominence_db: float = 12.0) -> float | None:
+    """A tonality confidence in [0, 1]: the share of the 80-2000 Hz energy (where pitches live) that lies in
+    narrow spectral peaks standing `prominence_db` over their neighbourhood (the median over ~240 Hz), over
+    the louder 70 % of 256 ms frames, energy-weighted.
+
+    Pitched notes and chords put their energy into partials (measured on real recordings: 0.56-0.90); drums,
+    cymbals, hand percussion and rolls spread theirs (0.01-0.41), so a key read from their chroma is noise.
+    None when the audio is silent or shorter than one frame.
+    """
+    from scipy.ndimage import median_filter
+
+    n_fft, hop = 4096, 2048
+    x = np.asarray(audio, dtype=np.float32)
+    if x.size < n_fft // 2 or not np.any(x):
+        return None
+    power = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop)) ** 2
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    band = power[(freqs >= fmin) & (freqs <= fmax)]
+    if band.shape[0] < 8:
+        return None
+    db = 10.0 * np.log10(band + 1e-12)
+    base = median_filter(db, size=(31, 1), mode="nearest")
+    local_max = (db >= np.roll(db, 1, axis=0)) & (db >= np.roll(db, -1, axis=0))
+    peak = local_max & (db - base >= prominence_db)
+    near = peak | np.roll(peak, 1, axis=0) | np.roll(peak, -1, axis=0)  # a partial spreads over ~3 bins
+    energy = band.sum(axis=0)
+    if energy.max() <= 0:
+        return None
+    loud = energy >= np.percentile(energy, 30)
+    share = (band * near).sum(axis=0) / np.maximum(energy, 1e-20)
+    return round(float(np.average(share[loud], weights=energy[loud])), 4)

@@ -75,6 +75,31 @@ def _islands(active: np.ndarray, bridge: int) -> list[list[int]]:
     return out
 
 
+def _extend_over_decays(islands: list[list[int]], energy_db: np.ndarray, range_db: float,
+                        margin_db: float) -> list[list[int]]:
+    """Each island's end moved on over the decay of its sound: while the level stays within `range_db` of the
+    island's own peak and `margin_db` over the source's floor (5th percentile), up to the next island.
+
+    A quiet sound's tail (a struck bell ringing out) falls under the absolute silence threshold long before it
+    leaves its own range; without this it would belong to no segment."""
+    if not islands:
+        return islands
+    floor = float(np.percentile(energy_db, 5)) + margin_db
+    out = [list(i) for i in islands]
+    for k, (a, b) in enumerate(out):
+        stop = out[k + 1][0] if k + 1 < len(out) else energy_db.size
+        keep = max(float(energy_db[a:b].max()) - range_db, floor)
+        tail = np.flatnonzero(energy_db[b:stop] < keep)
+        out[k][1] = b + (int(tail[0]) if tail.size else stop - b)
+    merged: list[list[int]] = [out[0]]
+    for a, b in out[1:]:
+        if a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged
+
+
 def _candidates(ev: FrameEvidence, lv: Levels, a: int, b: int, cfg: SegmenterConfig) -> list[_Cut]:
     """Candidate cuts strictly inside the island [a, b)."""
     hop = ev.hop_s
@@ -205,6 +230,7 @@ def choose_segments(ev: FrameEvidence, cfg: SegmenterConfig, *, at_source_end: b
     pad = int(round(cfg.edge_pad_s / hop))
     min_f = int(round(cfg.min_segment_s / hop))
     islands = _islands(~lv.silent, bridge=int(round(cfg.split_silence_s / hop)))
+    islands = _extend_over_decays(islands, ev.energy_db, cfg.silence_rel_db, cfg.pause_margin_db)
     # a faint blip barely over the silence threshold is not an event: keep islands that stand out or last
     min_active = int(round(0.25 / hop))
     islands = [[a, b] for a, b in islands

@@ -86,9 +86,9 @@ def snr_db(audio: np.ndarray, vad_prob: np.ndarray, hop_s: float, threshold: flo
     if on.sum() < 2:
         return None
     noise = p[~on].mean() if (~on).sum() >= max(3, n // 10) else np.percentile(p, 10)
-    noise = max(noise, 1e-10)
-    sig = max(p[on].mean() - noise, 1e-12)
-    return round(float(10 * np.log10(sig / noise)), 2)
+    from annotators.general.levels import snr_db as capped_snr_db
+
+    return capped_snr_db(max(p[on].mean() - noise, 1e-12), noise)
 
 
 class PitchTracker:
