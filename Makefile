@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 LOCK := requirements.lock
 WHEELS := $(HOME)/.cache/eventcap/wheels
 STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
-APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop asterisk-moh-opsound-wav chromium
+APT_PKGS := sox ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sound-theme-freedesktop asterisk-moh-opsound-wav chromium wesnoth-1.16-data wesnoth-1.16-music supertux-data hydrogen-drumkits alsa-utils
 DEMO_OUT ?= demo_out
-ENV := HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 RAY_AUTH_MODE=disabled
+ENV := NUMBA_CPU_NAME=generic HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=0 RAY_AUTH_MODE=disabled
 SYSPY = $$(command -v $(PY) || command -v python3)
 TOOL = $$($(SYSPY) -c "import tomllib; v=tomllib.load(open('pyproject.toml','rb'))['tool']['eventcap']['$(1)']; print(v if isinstance(v, str) else ' '.join(v))")
 LOCKPIN = $$(sed -n -E 's/^$(subst -,[-_],$(1))==//Ip' $(LOCK))

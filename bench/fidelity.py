@@ -108,7 +108,7 @@ class InProcessPipeline:
                 setattr(seg, fld, res)
                 setattr(seg, cap, res.caption or None)
                 reroute_after(branch, seg)
-            seg.caption = self.merger.merge(seg)
+            self.merger.caption(seg).apply_to(seg, llm_model=None)
             run.segments.append(seg)
         return run
 

@@ -16,11 +16,12 @@ class GeneralConfig(BaseModel):
     # frame posteriors -> events (YAMNet: 0.96 s windows every 0.48 s)
     smooth_frames: int = Field(3, ge=1, description="width of the triangular smoothing of each class's posteriors")
     on_threshold: float = Field(
-        0.3, gt=0, lt=1,
-        description="a class's raw posterior must reach this to start an event (float32 YAMNet: plain background "
-                    "noise at -40..-50 dBFS stays under 0.25 outside 'Silence')",
+        0.4, gt=0, lt=1,
+        description="a class's raw posterior must reach this to start an event (the w8a8 model's scores come in "
+                    "steps 0.18, 0.32, 0.5, 0.68...: 0.32 fires on plain background noise; 0.4 sits between steps, "
+                    "so float rounding never moves a score across it)",
     )
-    off_threshold: float = Field(0.12, gt=0, lt=1, description="an event lasts while its class stays above this")
+    off_threshold: float = Field(0.15, gt=0, lt=1, description="an event lasts while its class stays above this")
     min_event_s: float = Field(0.1, ge=0, description="shorter events are dropped")
     merge_gap_s: float = Field(0.25, ge=0, description="same-class events closer than this are merged")
     include_speech: bool = Field(False, description="also report speech classes as events (the speech branch has them)")

