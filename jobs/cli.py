@@ -97,7 +97,8 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-LIGHT_COMMANDS = ("submit", "status", "logs", "stop", "report", "doctor", "verify")  # start fast: no trainer (torch) import
+LIGHT_COMMANDS = ("annotate", "sft", "recaption", "submit", "status", "logs", "stop", "report", "doctor", "verify")
+# ^ start fast: the trainer (torch) is imported only for train, generate, evaluate, export and --help
 
 
 def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
