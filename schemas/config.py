@@ -195,13 +195,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(tree)
 
 
+def validation_error(e: ValidationError, what: str) -> ConfigError:
+    """One line per problem, each naming its dotted key."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return ConfigError(f"invalid {what}:\n" + "\n".join(lines))
+
+
 def config_from_dict(tree: dict) -> JobConfig:
     try:
         return JobConfig.model_validate(tree)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {loc}: {msg}")
-        raise ConfigError("invalid job config:\n" + "\n".join(lines)) from None
+        raise validation_error(e, "job config") from None

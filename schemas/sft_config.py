@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.config import ConfigError, _set_dotted, parse_overrides
+from schemas.config import ConfigError, _set_dotted, parse_overrides, validation_error
 
 TASK_NAMES = ("caption", "speech_caption", "asr", "asr_ts", "speaker_ts", "music_qa", "event_localisation",
               "audio_qa", "reasoning")
@@ -83,9 +83,4 @@ def load_sft_config(path: str | Path | None = None, overrides: list[str] | None 
     try:
         return SftConfig.model_validate(tree)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {loc}: {msg}")
-        raise ConfigError("invalid sft config:\n" + "\n".join(lines)) from None
+        raise validation_error(e, "sft config") from None

@@ -133,7 +133,7 @@ def _short(label: str) -> str:
     return label.split(",")[0].strip().lower()
 
 
-def _groups(events: list[SoundEvent]) -> list[list[SoundEvent]]:
+def group_same_sound(events: list[SoundEvent]) -> list[list[SoundEvent]]:
     """Events of different classes describing one sound (they overlap by half the shorter one) grouped."""
     groups: list[list[SoundEvent]] = []
     for ev in sorted(events, key=lambda e: (-e.score, e.start_s)):
@@ -151,7 +151,7 @@ def _groups(events: list[SoundEvent]) -> list[list[SoundEvent]]:
 def sound_caption(ann: SoundAnnotation, max_groups: int = 8) -> str:
     """Plain English stating which events happen when, the scene, loudness and SNR."""
     sentences = []
-    groups = _groups(ann.events)
+    groups = group_same_sound(ann.events)
     if groups:
         parts = []
         for g in groups[:max_groups]:

@@ -183,18 +183,11 @@ def _background(snrs: list[float | None]) -> str | None:
 
 def _groups(events) -> list[Event]:
     """Events of different classes describing one sound (overlapping by half the shorter one) as one Event."""
-    groups: list[list] = []
-    for ev in sorted(events, key=lambda e: (-e.score, e.start_s)):
-        for g in groups:
-            lead = g[0]
-            overlap = min(lead.end_s, ev.end_s) - max(lead.start_s, ev.start_s)
-            if overlap >= 0.5 * min(lead.end_s - lead.start_s, ev.end_s - ev.start_s):
-                g.append(ev)
-                break
-        else:
-            groups.append([ev])
+    from annotators.general.annotator import group_same_sound
+
+    groups = group_same_sound(events)
     out = []
-    for g in sorted(groups, key=lambda g: g[0].start_s):
+    for g in groups:
         lead = short_label(g[0].label)
         also = tuple(dict.fromkeys(short_label(e.label) for e in g[1:] if short_label(e.label) != lead))
         out.append(Event(lead, g[0].start_s, g[0].end_s, also))
