@@ -102,9 +102,12 @@ def test_lock_pins_every_declared_package_exactly():
 
 def test_installed_environment_equals_the_lock():
     """`pip freeze` of the venv is the lock, apart from the project itself (what `make install` guarantees)."""
+    import sysconfig
     from importlib.metadata import distributions
 
-    installed = {_norm(d.metadata["Name"]): d.version for d in distributions()}
+    # what pip sees in the venv's site-packages (not whatever another test put on sys.path)
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {_norm(d.metadata["Name"]): d.version for d in distributions(path=site)}
     lock = _lock()
     off = {n: (installed.get(n), lock.get(n)) for n in set(installed) | set(lock)
            if installed.get(n) != lock.get(n) and n != "eventcap"}
