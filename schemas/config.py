@@ -174,8 +174,8 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobConfig:
-    """Load a JobConfig from YAML (or defaults) and apply overrides; raise ConfigError naming bad keys."""
+def read_config_tree(path: str | Path | None, overrides: list[str] | None) -> dict:
+    """The YAML mapping at `path` (or {}) with `--set KEY=VALUE` overrides applied; ConfigError when unreadable."""
     tree: dict = {}
     if path is not None:
         try:
@@ -192,7 +192,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         tree = loaded or {}
     for k, v in parse_overrides(overrides or []):
         _set_dotted(tree, k, v)
-    return config_from_dict(tree)
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobConfig:
+    """Load a JobConfig from YAML (or defaults) and apply overrides; raise ConfigError naming bad keys."""
+    return config_from_dict(read_config_tree(path, overrides))
 
 
 def validation_error(e: ValidationError, what: str) -> ConfigError:

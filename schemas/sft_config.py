@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.config import ConfigError, _set_dotted, parse_overrides, validation_error
+from schemas.config import ConfigError, read_config_tree, validation_error
 
 TASK_NAMES = ("caption", "speech_caption", "asr", "asr_ts", "speaker_ts", "music_qa", "event_localisation",
               "audio_qa", "reasoning")
@@ -62,19 +61,7 @@ class SftConfig(_Section):
 
 
 def load_sft_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SftConfig:
-    tree: dict = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as e:
-            raise ConfigError(f"config file not found: {path}") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        tree = loaded or {}
-    for k, v in parse_overrides(overrides or []):
-        _set_dotted(tree, k, v)
+    tree = read_config_tree(path, overrides)
     unknown = [t for t in (tree.get("tasks") or {}) if t not in TASK_NAMES]
     if unknown:
         raise ConfigError(f"invalid sft config:\n  tasks.{unknown[0]}: unknown task (one of {', '.join(TASK_NAMES)})")
