@@ -85,18 +85,13 @@ MANIFEST_SCHEMA = pa.schema([
 ])
 
 # A named caption table (`eventcap recaption OUT --name NAME` -> OUT/captions/NAME/*.parquet), keyed by segment key.
-CAPTIONS_SCHEMA = pa.schema([
-    ("key", pa.string()),
-    ("caption", pa.string()),
-    ("short_caption", pa.string()),
-    ("caption_source", pa.string()),
-    ("caption_model", pa.string()),
-    ("caption_prompt_id", pa.string()),
-    ("caption_rejections", pa.list_(pa.string())),
-    ("shard", pa.string()),  # the annotate shard the segment lives in
-    ("caption_config_hash", pa.string()),
-    ("schema_version", pa.string()),
-])
+# The caption columns are the manifest's own (one name and type per concept), plus the caption config's hash.
+CAPTIONS_SCHEMA = pa.schema(
+    [MANIFEST_SCHEMA.field(n) for n in ("key", "caption", "short_caption", "caption_source", "caption_model",
+                                        "caption_prompt_id", "caption_rejections",
+                                        "shard")]  # the annotate shard the segment lives in
+    + [pa.field("caption_config_hash", pa.string()), MANIFEST_SCHEMA.field("schema_version")]
+)
 
 QUARANTINE_SCHEMA = pa.schema([
     ("source_uri", pa.string()),
