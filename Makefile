@@ -42,8 +42,10 @@ apt:
 	fi
 
 # llama-cpp-python has no binary wheel on PyPI: build the locked version once, portable, and cache it.
+# LLAMA_VERSION: the lock's pin by default; `make lock` passes pyproject's before a lock exists.
 wheels:
-	@v=$(call LOCKPIN,llama-cpp-python); [ -n "$$v" ] || { echo "no llama-cpp-python in $(LOCK)"; exit 1; }; \
+	@v="$(LLAMA_VERSION)"; [ -n "$$v" ] || v=$(call LOCKPIN,llama-cpp-python); \
+	[ -n "$$v" ] || { echo "no llama-cpp-python in $(LOCK)"; exit 1; }; \
 	if ! ls $(WHEELS)/llama_cpp_python-$$v-*.whl >/dev/null 2>&1; then \
 	  echo "building llama-cpp-python $$v (portable CPU flags, once per machine, ~7 min on 2 cores)"; \
 	  mkdir -p $(WHEELS); \
@@ -63,8 +65,7 @@ $(STAMP): $(LOCK) pyproject.toml
 lock:
 	rm -rf .lockenv && $(SYSPY) -m venv .lockenv
 	.lockenv/bin/python -m pip install -q --upgrade pip setuptools wheel
-	@v=$$($(SYSPY) -c "import tomllib,re; d=tomllib.load(open('pyproject.toml','rb')); print(next(re.split('==',x)[1] for x in d['project']['optional-dependencies']['llm'] if x.startswith('llama-cpp-python')))"); \
-	ls $(WHEELS)/llama_cpp_python-$$v-*.whl >/dev/null 2>&1 || { mkdir -p $(WHEELS); CMAKE_ARGS="$(call TOOL,llama-cmake-args)" $(SYSPY) -m pip wheel -q --no-deps "llama-cpp-python==$$v" -w $(WHEELS); }
+	$(MAKE) --no-print-directory wheels LLAMA_VERSION=$$($(SYSPY) -c "import tomllib,re; d=tomllib.load(open('pyproject.toml','rb')); print(next(re.split('==',x)[1] for x in d['project']['optional-dependencies']['llm'] if x.startswith('llama-cpp-python')))")
 	.lockenv/bin/pip install -q --find-links $(WHEELS) -e '.[llm,dev]'
 	.lockenv/bin/pip install -q --no-deps $(call TOOL,no-deps)
 	{ echo "# requirements.lock: exact versions of every package eventcap installs (Python 3.11, Linux x86-64)."; \

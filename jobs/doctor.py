@@ -186,7 +186,7 @@ def check_basic_pitch() -> str:
     return f"basic-pitch {_v('basic-pitch')} (nmp.onnx)"
 
 
-def _tool(cmd: str, *args: str) -> Callable[[], str]:
+def _tool(cmd: str) -> Callable[[], str]:
     def run() -> str:
         path = shutil.which(cmd)
         if path is None:
