@@ -41,7 +41,7 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
     blocks = cfg.ingest.read_parallelism or max(1, min(len(refs), 1000))
     ds = ray.data.from_items(refs, override_num_blocks=blocks)
     ds = ds.map_batches(**task(ProbeSources(cfg, ContentRegistry.remote())))  # same bytes twice: annotated once
-    ds = ds.map_batches(**actor(EventSegmenter, "segment", skip_keys=skip_keys))
+    ds = ds.map_batches(**actor(EventSegmenter, "segment", skip_keys=skip_keys, output=output))  # output: cut lists
     ds = ds.map_batches(**task(Router(cfg)))
     ds = ds.map_batches(**actor(SpeechAnnotator, "speech"))
     ds = ds.map_batches(**actor(MusicAnnotator, "music"))  # after speech: lyrics come from the transcript

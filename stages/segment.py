@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
+from pipeline.cutlist import CommittedCuts, CutListStore
 from schemas.annotation import ModelInfo, SegmentAnnotation
 from schemas.config import JobConfig
 from schemas.keys import segment_key
@@ -37,7 +38,8 @@ class EventSegmenter:
 
     flush_every = 16
 
-    def __init__(self, cfg: dict, skip_keys: frozenset[str] | None = None, num_threads: int = 1):
+    def __init__(self, cfg: dict, skip_keys: frozenset[str] | None = None, num_threads: int = 1,
+                 output: str | None = None):
         from annotators.general.yamnet import YamNet
         from annotators.speech.vad import SileroVad
 
@@ -55,6 +57,8 @@ class EventSegmenter:
         self.seg_hash = self.cfg.segmentation_hash()
         self.config_hash = self.cfg.config_hash()
         self.skip_keys = skip_keys or frozenset()
+        # issue 22: a source is cut once; later runs reuse its committed cuts (pipeline/cutlist.py)
+        self.cuts = CommittedCuts(self.core, CutListStore(output), self.seg_hash) if output else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         pending: list[dict] = []
@@ -85,7 +89,8 @@ class EventSegmenter:
         emitted = skipped = 0
         try:
             resumed = time.perf_counter()  # time spent here, not while the consumer holds the generator
-            for s in self.core.segments(counted(decode_stream(src, sr))):
+            blocks = counted(decode_stream(src, sr))
+            for s in self.cuts.segments(src.sha256, blocks) if self.cuts else self.core.segments(blocks):
                 if total < self.cfg.ingest.min_source_s * sr:
                     break  # the whole source is shorter (it fits one window, so `total` is final): below
                 key = segment_key(src.sha256, s.start_sample, s.end_sample, self.seg_hash)

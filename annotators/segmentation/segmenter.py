@@ -93,7 +93,13 @@ class EventSegmenterCore:
     def _finish(self, x: np.ndarray, buf_start: int, s: Segment, ev: FrameEvidence, lv: Levels,
                 hop: int) -> SourceSegment:
         a, b = s.start_frame * hop, min(s.end_frame * hop, x.shape[0])
-        fa, fb = s.start_frame, max(s.end_frame, s.start_frame + 1)
+        return self.finish_span(x, buf_start, a, b, [s.start_reason, s.end_reason], ev, lv, hop)
+
+    def finish_span(self, x: np.ndarray, buf_start: int, a: int, b: int, cut_reasons: list[str],
+                    ev: FrameEvidence, lv: Levels, hop: int) -> SourceSegment:
+        """The segment of samples [a, b) of window `x` (which starts at source sample `buf_start`)."""
+        fa = min(a // hop, ev.n - 1)
+        fb = max(-(-b // hop), fa + 1)
         active = ~lv.silent[fa:fb]
         if not active.any():
             active = np.ones(fb - fa, bool)
@@ -122,7 +128,7 @@ class EventSegmenterCore:
         va, vb = a // VAD_FRAME, -(-b // VAD_FRAME)
         evidence = SegmentEvidence(ym.HOP_S, ym.WINDOW_S, seg_scores, VAD_HOP_S, ev.vad_raw[va:vb].copy())
         return SourceSegment(
-            start_sample=buf_start + a, end_sample=buf_start + b, cut_reasons=[s.start_reason, s.end_reason],
+            start_sample=buf_start + a, end_sample=buf_start + b, cut_reasons=list(cut_reasons),
             audio=x[a:b].copy(), speech_share=share(is_speech), music_share=share(is_music),
             other_share=share(is_other), top_classes=top, evidence=evidence,
         )
