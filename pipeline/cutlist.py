@@ -50,6 +50,10 @@ class CutList:
                    bool(d["complete"]))
 
 
+class CutListWriteError(OSError):
+    """The cut list could not be committed (a full disk, a lost store): the job stops, no source is blamed."""
+
+
 class CutListStore:
     """Reads and writes the cut lists of one output (any `pyarrow.fs` filesystem)."""
 
@@ -73,15 +77,22 @@ class CutListStore:
     def save(self, cl: CutList) -> None:
         """Whole or nothing: a temporary file renamed locally, one upload on an object store."""
         path, data = self.path(cl.source_sha256, cl.segmentation_hash), cl.to_json().encode()
-        if isinstance(self.fs, pafs.LocalFileSystem):
+        try:
+            if not isinstance(self.fs, pafs.LocalFileSystem):
+                with self.fs.open_output_stream(path) as f:
+                    f.write(data)
+                return
             os.makedirs(self.dir, exist_ok=True)
             tmp = f"{self.dir}/.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-            return
-        with self.fs.open_output_stream(path) as f:
-            f.write(data)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError as e:
+            raise CutListWriteError(e.errno, f"cannot commit the cut list {path}: {e.strerror or e}") from e
 
 
 class CommittedCuts:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
-from pipeline.cutlist import CommittedCuts, CutListStore
+from pipeline.cutlist import CommittedCuts, CutListStore, CutListWriteError
 from schemas.annotation import ModelInfo, SegmentAnnotation
 from schemas.config import JobConfig
 from schemas.keys import segment_key
@@ -115,6 +115,8 @@ class EventSegmenter:
             yield quarantine(src.uri, "decode", e.error, e.message + f" (after {total / sr:.1f} s of audio)",
                              sha256=src.sha256)
             return
+        except CutListWriteError:  # the output is failing, not this source: the job stops (issue 22)
+            raise
         except Exception as e:  # noqa: BLE001 - bad input never crashes the job
             yield quarantine(src.uri, STAGE, type(e).__name__, str(e), sha256=src.sha256)
             return
