@@ -27,6 +27,9 @@ def _annotate(args: argparse.Namespace) -> int:
     except LeaseHeld as e:
         print(f"eventcap: {e}", file=sys.stderr)
         return 3
+    except OSError as e:  # the output failing under the job (a full disk, a lost mount), also from a Ray task
+        print(_output_failed(e, args.output), file=sys.stderr)
+        return 1
     rep = result.report
     out = result.output
     print(f"annotated {rep['segments']['written']} segments ({rep['segments']['audio_s']:.1f} s of audio) "
@@ -44,6 +47,16 @@ def _annotate(args: argparse.Namespace) -> int:
     if rep.get("repaired_shards"):
         print(f"repaired:   re-did the keys of {', '.join(rep['repaired_shards'])}")
     return 0
+
+
+def _output_failed(e: OSError, output: str) -> str:
+    """One clear line for an I/O error that stopped the job (the Ray traceback above it names the call)."""
+    from pipeline.redact import redact_text
+
+    cause = getattr(e, "cause", None) or e  # a Ray task's error carries the worker's exception
+    what = cause.strerror or str(cause)
+    return redact_text(f"eventcap: annotate stopped: {what} (errno {cause.errno}) while writing {output}. Committed "
+                       "shards are complete and kept; fix the cause and run the same command again to resume.")
 
 
 def _recaption(args: argparse.Namespace) -> int:

@@ -80,8 +80,12 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, loca
     if isinstance(fs, pafs.LocalFileSystem):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
-        with open(tmp, "wb") as out:
-            _write(out, data, local_file)
+        try:
+            with open(tmp, "wb") as out:
+                _write(out, data, local_file)
+        except BaseException:  # a full disk: no half-written file stays behind (issue 22)
+            os.unlink(tmp)
+            raise
         if not exclusive:
             os.replace(tmp, path)
             return

@@ -59,3 +59,43 @@ def test_an_annotator_raising_on_one_segment_quarantines_that_segment_only(clean
     q = [(r["key"], r["stage"], r["error"]) for r in quarantine(tmp_path / "out")]
     assert q == [(victim, "general", "InjectedFault")], q
     assert OutputVerifier(str(tmp_path / "out")).run().ok
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (about half of what the clean run writes) as OUT; unmounted at teardown."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_a_full_disk_stops_the_job_cleanly_and_a_resume_elsewhere_completes_it(clean, small_disk):
+    out = small_disk
+    t0 = time.time()
+    rc, log = finish(annotate(clean.corpus, out))
+    full_s = time.time() - t0
+    assert rc == 1, log
+    assert "no space left on device" in log.lower() and "eventcap: annotate stopped" in log, log[-3000:]
+    shards = out / "shards"
+    tars = {p.name[: -len(".tar")] for p in shards.glob("*.tar")}
+    markers = {p.name[: -len(".keys.json")] for p in shards.glob("*.keys.json")}
+    assert tars == markers, "every shard a reader can see is committed"
+    assert not [p for p in out.rglob(".tmp-*")], "no half-written file left"
+    rep = OutputVerifier(str(out)).run()
+    assert rep.ok, rep.problems
+    committed = {r["key"] for r in manifest(out)} if markers else set()
+    assert committed < clean.keys
+
+    # space freed; the resume runs with perturbed model scores, as on another machine: the same keys
+    subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True)
+    t0 = time.time()
+    rc, log = finish(annotate(clean.corpus, out, env=fault_env(perturb="7")))
+    print(f"disk full: stopped after {full_s:.1f} s with {len(committed)} keys committed; resume {time.time() - t0:.1f} s")
+    assert rc == 0, log
+    rows = manifest(out)
+    assert sorted(r["key"] for r in rows) == sorted(clean.keys) and not overlapping(rows)
+    assert OutputVerifier(str(out)).run().ok
