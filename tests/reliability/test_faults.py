@@ -5,7 +5,6 @@ with perturbed model scores, as on another machine)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -98,4 +97,35 @@ def test_a_full_disk_stops_the_job_cleanly_and_a_resume_elsewhere_completes_it(c
     assert rc == 0, log
     rows = manifest(out)
     assert sorted(r["key"] for r in rows) == sorted(clean.keys) and not overlapping(rows)
+    assert OutputVerifier(str(out)).run().ok
+
+
+def kill_when(p: subprocess.Popen, ready, names: tuple[str, ...], deadline_s: float = 400) -> int | None:
+    """Once `ready()` holds, SIGKILL the first live process of this job whose command line names one of `names`."""
+    deadline = time.time() + deadline_s
+    while time.time() < deadline and p.poll() is None:
+        if ready():
+            victims = [v for n in names for v in descendants_matching(p.pid, n)]
+            if victims:
+                os.kill(victims[0].pid, signal.SIGKILL)
+                return victims[0].pid
+        time.sleep(0.2)
+    return None
+
+
+def test_actors_killed_mid_job_are_restarted_and_no_key_is_lost_or_duplicated(clean, tmp_path):
+    out = tmp_path / "out"
+    t0 = time.time()
+    p = annotate(clean.corpus, out, env=fault_env(slow_s="4"))  # a slower segmenter: the kills land mid-job
+    seg_pid = kill_when(p, lambda: any((out / "cuts").glob("*.json")), ("EventSegmenter",))
+    branch_pid = kill_when(p, lambda: any((out / "shards").glob("*.keys.json")),
+                           ("SoundEventAnnotator", "GeneralAudioAnnotator"))
+    rc, log = finish(p)
+    print(f"actor kills (segmenter {seg_pid}, general {branch_pid}): {time.time() - t0:.1f} s "
+          f"(clean {clean.wall_s:.1f} s)")
+    assert seg_pid and branch_pid, "both kills should land while the job runs"
+    assert rc == 0, log
+    keys = [r["key"] for r in manifest(out)]
+    assert len(keys) == len(set(keys)) and set(keys) == clean.keys
+    assert not quarantine(out)
     assert OutputVerifier(str(out)).run().ok
