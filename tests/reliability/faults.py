@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,13 @@ def annotate(corpus: Path, out: Path, *extra: str, env: dict[str, str] | None = 
 
 
 def finish(p: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
-    out, _ = p.communicate(timeout=timeout)
+    """Wait for the job; one that overruns is killed with its whole process group (its own Ray)."""
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        raise AssertionError(f"the job overran {timeout} s:\n{out[-5000:]}") from None
     return p.returncode, out
 
 

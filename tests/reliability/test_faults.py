@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.verify import OutputVerifier
@@ -24,6 +26,8 @@ from tests.reliability.faults import (
     overlapping,
     quarantine,
 )
+from tests.reliability.s3_proxy import FaultyS3Proxy
+from tests.test_s3 import s3  # noqa: F401 - the moto server fixture
 
 pytestmark = pytest.mark.slow  # each test runs the job once or twice (~1 min a run on a loaded 2-core machine)
 
@@ -129,3 +133,30 @@ def test_actors_killed_mid_job_are_restarted_and_no_key_is_lost_or_duplicated(cl
     assert len(keys) == len(set(keys)) and set(keys) == clean.keys
     assert not quarantine(out)
     assert OutputVerifier(str(out)).run().ok
+
+
+def test_s3_throttling_and_a_dropped_upload_are_retried_and_leave_no_partial_object(clean, s3, monkeypatch):  # noqa: F811
+    """Output to S3 through a proxy that answers the first shard uploads 503 SlowDown and cuts one mid-body."""
+    env, client = s3
+    with FaultyS3Proxy(env["AWS_ENDPOINT_URL"], slowdowns=2) as proxy:
+        job_env = {**fault_env(), **env, "AWS_ENDPOINT_URL": proxy.url}
+        t0 = time.time()
+        rc, log = finish(annotate(clean.corpus, "s3://corpus/faults", env=job_env))
+        print(f"s3 faults {proxy.faults}: {time.time() - t0:.1f} s (clean {clean.wall_s:.1f} s)")
+    assert rc == 0, log
+    assert proxy.faults == {"slowdown": 2, "drop": 1}
+    objects = [k for page in client.get_paginator("list_objects_v2").paginate(Bucket="corpus", Prefix="faults/")
+               for k in (o["Key"] for o in page.get("Contents", []))]
+    tars = {k[: -len(".tar")] for k in objects if k.endswith(".tar")}
+    assert tars == {k[: -len(".keys.json")] for k in objects if k.endswith(".keys.json")}
+    for k, v in env.items():  # the verifier reads moto directly
+        monkeypatch.setenv(k, v)
+    rep = OutputVerifier("s3://corpus/faults").run()
+    assert rep.ok, rep.problems
+    keys = [r["key"] for r in pq.read_table("corpus/faults/manifest", filesystem=s3_fs(env)).to_pylist()]
+    assert len(keys) == len(set(keys)) and set(keys) == clean.keys
+
+
+def s3_fs(env: dict[str, str]) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key=env["AWS_ACCESS_KEY_ID"],
+                             secret_key=env["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
