@@ -69,9 +69,10 @@ class _Handler(BaseHTTPRequestHandler):
         data = r.read()
         self.send_response(r.status, r.reason)
         for k, v in r.getheaders():
-            if k.lower() not in HOP and k.lower() != "content-length":
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+            if k.lower() not in HOP and (k.lower() != "content-length" or self.command == "HEAD"):
+                self.send_header(k, v)  # a HEAD's Content-Length is the object's size
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
