@@ -55,8 +55,9 @@ def _output_failed(e: OSError, output: str) -> str:
 
     cause = getattr(e, "cause", None) or e  # a Ray task's error carries the worker's exception
     what = cause.strerror or str(cause)
-    return redact_text(f"eventcap: annotate stopped: {what} (errno {cause.errno}) while writing {output}. Committed "
-                       "shards are complete and kept; fix the cause and run the same command again to resume.")
+    where = f" on {cause.filename}" if getattr(cause, "filename", None) else ""
+    return redact_text(f"eventcap: annotate stopped: {what} (errno {cause.errno}){where}. The committed shards in "
+                       f"{output} are complete and kept; fix the cause and run the same command again to resume.")
 
 
 def _recaption(args: argparse.Namespace) -> int:
