@@ -19,7 +19,7 @@ from schemas.config import JobConfig
 from tests import synth as S
 
 REQUIRED_MANIFEST_COLUMNS = ["key", "source_uri", "source_sha256", "start_s", "end_s", "duration_s", "routes",
-                             "speech_share", "music_share", "other_share", "cut_reasons", "shard", "config_hash",
+                             "speech_share", "music_share", "general_share", "cut_reasons", "shard", "config_hash",
                              "schema_version"]
 
 
