@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 
 from annotators.segmentation.planned import Cut, SampleReader, segments_at
 from annotators.segmentation.segmenter import EventSegmenterCore, SourceSegment
+from schemas.errors import OutputFailed
 from stages.ingest import filesystem_for
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class CutList:
                    bool(d["complete"]))
 
 
-class CutListWriteError(OSError):
+class CutListWriteError(OutputFailed):
     """The cut list could not be committed (a full disk, a lost store): the job stops, no source is blamed."""
 
 

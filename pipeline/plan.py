@@ -1,50 +1,66 @@
-"""The annotate job's plan: the only place that knows the order of the stages."""
+"""The annotate job's plan: the only place that knows the order of the stages.
+
+Adding a stage: a RowStage subclass (`stages/base.py`) and one line in PLAN.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import ray
 
 from pipeline.resources import TASK_CPUS, place
 from schemas.config import JobConfig
-from stages.branches import MusicAnnotator, SoundEventAnnotator, SpeechAnnotator
+from stages.base import RowStage, check_order
+from stages.branches import GeneralAudioStage, MusicStage, SpeechStage
 from stages.caption import CaptionMerger
 from stages.probe import ContentRegistry, ProbeSources
 from stages.router import Router
-from stages.rows import row
+from stages.rows import Row, RowKind
 from stages.segment import EventSegmenter
+
+
+@dataclass
+class Step:
+    stage: type[RowStage]
+    kwargs: dict = field(default_factory=dict)  # constructor arguments beyond (cfg, num_threads)
+
+
+def steps(skip_keys: frozenset[str], output: str | None) -> list[Step]:
+    """Sources -> probed sources -> segments -> routes -> branch annotations -> unified caption."""
+    return [
+        Step(ProbeSources, {"registry": ContentRegistry.remote()}),  # same bytes twice: annotated once
+        Step(EventSegmenter, {"skip_keys": skip_keys, "output": output}),  # output: committed cut lists  # committed keys are dropped before any model runs
+        Step(Router),
+        Step(SpeechStage),
+        Step(MusicStage),  # reads the transcript (lyrics): declared in MusicStage.after
+        Step(GeneralAudioStage),
+        Step(CaptionMerger, {"output": output}),  # `output` holds the LLM reply cache
+    ]
 
 
 def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
                output: str | None = None) -> ray.data.Dataset:
-    """Sources -> probed sources -> segments -> routes -> branch annotations -> unified caption.
-
-    Every row keeps the layout of `stages/rows.py`; quarantine rows ride along untouched to the writer.
-    """
+    """The Ray Dataset of the whole plan over `sources`. Every row keeps the layout of `stages/rows.py`;
+    quarantine rows ride along untouched to the writer."""
+    plan = steps(skip_keys, output)
+    check_order([s.stage for s in plan])
     cluster = ray.cluster_resources()
-    actor_stages = [("segment", cfg.segmenter.resources), ("speech", cfg.speech.resources),
-                    ("music", cfg.music.resources), ("general", cfg.general.resources)]
-    p = {name: place(res, name, len(actor_stages), cluster) for name, res in actor_stages}
+    actors = [s.stage for s in plan if s.stage.runs_as == "actor"]
     conf = cfg.model_dump(mode="json")
 
-    def actor(stage_cls, name, **kwargs):
-        pl = p[name]
-        return dict(fn=stage_cls, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **kwargs},
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pl.pool_size),
-                    num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size, batch_format="numpy")
-
-    def task(fn):
-        return dict(fn=fn, num_cpus=TASK_CPUS, batch_size=16, batch_format="numpy")
-
-    refs = [row("source_ref", json.dumps(s)) for s in sources]
+    refs = [Row(RowKind.SOURCE_REF, json.dumps(s)).to_dict() for s in sources]
     blocks = cfg.ingest.read_parallelism or max(1, min(len(refs), 1000))
     ds = ray.data.from_items(refs, override_num_blocks=blocks)
-    ds = ds.map_batches(**task(ProbeSources(cfg, ContentRegistry.remote())))  # same bytes twice: annotated once
-    ds = ds.map_batches(**actor(EventSegmenter, "segment", skip_keys=skip_keys, output=output))  # output: cut lists
-    ds = ds.map_batches(**task(Router(cfg)))
-    ds = ds.map_batches(**actor(SpeechAnnotator, "speech"))
-    ds = ds.map_batches(**actor(MusicAnnotator, "music"))  # after speech: lyrics come from the transcript
-    ds = ds.map_batches(**actor(SoundEventAnnotator, "general"))
-    ds = ds.map_batches(**task(CaptionMerger(cfg, output)))  # `output` holds the LLM reply cache
+    for s in plan:
+        if s.stage.runs_as == "actor":
+            resources = getattr(cfg, s.stage.config_section).resources
+            pl = place(resources, s.stage.name, len(actors), cluster)
+            ds = ds.map_batches(s.stage, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **s.kwargs},
+                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pl.pool_size),
+                                num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size,
+                                batch_format="numpy")
+        else:
+            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=16, batch_format="numpy")
     return ds

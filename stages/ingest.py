@@ -13,16 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.fs as pafs
 
+from schemas.errors import QuarantineError
+
 LIST_FILE_EXTENSIONS = {"txt", "lst", "list", "uris"}
 
 
-class IngestError(Exception):
-    """A source that cannot become audio. `error` is the class written to the quarantine table."""
-
-    def __init__(self, error: str, message: str):
-        super().__init__(message)
-        self.error = error
-        self.message = message
+class IngestError(QuarantineError):
+    """A source that cannot become audio. `error` (an ErrorClass) is the class written to the quarantine table."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from schemas.annotation import SegmentAnnotation
+from schemas.compat import read_annotation
 from stages.ingest import filesystem_for
 
 
@@ -81,7 +82,7 @@ class AnnotateOutput:
                     continue
                 key = m.name[: -len(".json")]
                 try:
-                    out[key] = SegmentAnnotation.model_validate_json(tar.extractfile(m).read())
+                    out[key] = read_annotation(tar.extractfile(m).read())
                 except Exception as e:  # noqa: BLE001 - a bad member is counted, not fatal
                     out[key] = e
         return out

@@ -60,7 +60,8 @@ def test_an_annotator_raising_on_one_segment_quarantines_that_segment_only(clean
     assert rc == 0, log
     assert {r["key"] for r in manifest(tmp_path / "out")} == clean.keys - {victim}
     q = [(r["key"], r["stage"], r["error"]) for r in quarantine(tmp_path / "out")]
-    assert q == [(victim, "general", "InjectedFault")], q
+    assert q == [(victim, "general", "StageFailed")], q
+    assert "InjectedFault" in quarantine(tmp_path / "out")[0]["message"]
     assert OutputVerifier(str(tmp_path / "out")).run().ok
 
 
@@ -123,7 +124,7 @@ def test_actors_killed_mid_job_are_restarted_and_no_key_is_lost_or_duplicated(cl
     p = annotate(clean.corpus, out, env=fault_env(slow_s="4"))  # a slower segmenter: the kills land mid-job
     seg_pid = kill_when(p, lambda: any((out / "cuts").glob("*.json")), ("EventSegmenter",))
     branch_pid = kill_when(p, lambda: any((out / "shards").glob("*.keys.json")),
-                           ("SoundEventAnnotator", "GeneralAudioAnnotator"))
+                           ("GeneralAudioStage",))
     rc, log = finish(p)
     print(f"actor kills (segmenter {seg_pid}, general {branch_pid}): {time.time() - t0:.1f} s "
           f"(clean {clean.wall_s:.1f} s)")

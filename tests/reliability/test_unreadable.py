@@ -37,7 +37,7 @@ def test_an_unreadable_file_is_quarantined_with_a_reason_naming_permissions(tmp_
     print(f"unreadable file: {time.time() - t0:.1f} s")
     assert p.returncode == 0, p.stdout + p.stderr
     q = pq.read_table(out / "quarantine").to_pylist()
-    assert [(r["source_uri"], r["error"]) for r in q] == [(str(locked), "PermissionError")]
+    assert [(r["source_uri"], r["error"]) for r in q] == [(str(locked), "Unreadable")]
     assert "permission denied" in q[0]["message"].lower()
     m = pq.read_table(out / "manifest", columns=["source_uri"]).column("source_uri").to_pylist()
     assert m and set(m) == {str(corpus / "readable.wav")}
