@@ -6,7 +6,7 @@ import json
 
 import ray
 
-from pipeline.resources import TASK_CPUS, place
+from pipeline.resources import TASK_CPUS, place_all
 from schemas.config import JobConfig
 from stages.branches import MusicAnnotator, SoundEventAnnotator, SpeechAnnotator
 from stages.caption import CaptionMerger
@@ -25,13 +25,13 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
     cluster = ray.cluster_resources()
     actor_stages = [("segment", cfg.segmenter.resources), ("speech", cfg.speech.resources),
                     ("music", cfg.music.resources), ("general", cfg.general.resources)]
-    p = {name: place(res, name, len(actor_stages), cluster) for name, res in actor_stages}
+    p = place_all(actor_stages, cluster)  # shares weighted by each stage's cost: the bottleneck gets the cores
     conf = cfg.model_dump(mode="json")
 
     def actor(stage_cls, name, **kwargs):
         pl = p[name]
         return dict(fn=stage_cls, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **kwargs},
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pl.pool_size),
+                    compute=ray.data.ActorPoolStrategy(min_size=pl.min_size, max_size=pl.pool_size),
                     num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size, batch_format="numpy")
 
     def task(fn):

@@ -33,12 +33,12 @@ class BranchStage:
             import torch
 
             torch.set_num_threads(max(1, self.num_threads))
-            self._annotator = self.build(self.cfg)
+            self._annotator = self.build(self.cfg, self.num_threads)  # placement decides, annotators obey
             self.models = self._annotator.models() if self._annotator is not None else {}
             self._loaded = True
         return self._annotator
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         raise NotImplementedError
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -80,28 +80,28 @@ class BranchStage:
 class SpeechAnnotator(BranchStage):
     branch, field, caption_field = "speech", "speech", "speech_caption"
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         from annotators.speech import build_speech_annotator
 
-        return build_speech_annotator(cfg.speech) if cfg.speech.enabled else None
+        return build_speech_annotator(cfg.speech, num_threads) if cfg.speech.enabled else None
 
 
 class MusicAnnotator(BranchStage):
     branch, field, caption_field = "music", "music", "music_caption"
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         from annotators.music import build_music_annotator
 
-        return build_music_annotator(cfg.music) if cfg.music.enabled else None
+        return build_music_annotator(cfg.music, num_threads) if cfg.music.enabled else None
 
 
 class SoundEventAnnotator(BranchStage):
     branch, field, caption_field = "general", "sound", "sound_caption"
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         from annotators.general import build_sound_event_annotator
 
-        return build_sound_event_annotator(cfg.general) if cfg.general.enabled else None
+        return build_sound_event_annotator(cfg.general, num_threads) if cfg.general.enabled else None
 
 
 def reroute_after(branch: str, seg: SegmentAnnotation) -> None:

@@ -22,15 +22,24 @@ CHROMA_HOP = 2048  # 128 ms
 class MusicAnnotator:
     """Annotates music segments; YAMNet (and basic-pitch when configured) load once, in the constructor."""
 
-    def __init__(self, cfg: MusicConfig | None = None):
+    def __init__(self, cfg: MusicConfig | None = None, num_threads: int | None = None):
         self.cfg = cfg or MusicConfig()
-        self._yamnet = YamNet(num_threads=self.cfg.num_threads)  # used only when a segment has no evidence
+        self.threads = num_threads or self.cfg.num_threads  # the placement's, when a stage passes it
+        self._yamnet_model: YamNet | None = None  # used only when a segment has no evidence
         self._labels = class_names()
         self._notes = None
         if self.cfg.transcribe_notes:
             from annotators.music.notes import NoteTranscriber
 
-            self._notes = NoteTranscriber(num_threads=self.cfg.num_threads)
+            self._notes = NoteTranscriber(num_threads=self.threads)
+
+    @property
+    def _yamnet(self) -> YamNet:
+        """Loaded on first use: segments from the job carry the segmenter's posteriors, so an actor of the
+        pipeline never holds a second YAMNet copy."""
+        if self._yamnet_model is None:
+            self._yamnet_model = YamNet(num_threads=self.threads)
+        return self._yamnet_model
 
     def models(self) -> dict[str, ModelInfo]:
         out = {

@@ -34,15 +34,17 @@ def _version(dist: str) -> str:
 class SpeechAnnotator:
     """Loads every model once (construct once per actor); `annotate` handles a batch of segments."""
 
-    def __init__(self, cfg: SpeechConfig | None = None):
+    def __init__(self, cfg: SpeechConfig | None = None, num_threads: int | None = None):
+        """`num_threads`: the placement's intra-op threads for every model here (None: the config's)."""
         import torch
 
         self.cfg = cfg = cfg or SpeechConfig()
-        torch.set_num_threads(cfg.torch_threads)
-        self.asr = WhisperAsr(cfg.asr)
+        self.threads = threads = num_threads or cfg.torch_threads
+        torch.set_num_threads(threads)
+        self.asr = WhisperAsr(cfg.asr, cpu_threads=cfg.asr.cpu_threads or (num_threads or 0))
         torch_device = self.asr.device if cfg.asr.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.diarizer = build_diarizer(cfg.diarization)
-        self.para = Paralinguistics(cfg.paralinguistics, device=torch_device, threads=cfg.torch_threads)
+        self.para = Paralinguistics(cfg.paralinguistics, device=torch_device, threads=threads)
         self._vad = None
 
     # ------------------------------------------------------------------ contract
@@ -82,7 +84,7 @@ class SpeechAnnotator:
         if self._vad is None:
             from annotators.speech.vad import SileroVad
 
-            self._vad = SileroVad(num_threads=self.cfg.torch_threads)
+            self._vad = SileroVad(num_threads=self.threads)
         return self._vad.speech_prob(item.audio), VAD_HOP_S
 
     def _guard(self, r: AsrResult, vad: np.ndarray, hop: float) -> tuple[list[AsrWord], list[str]]:

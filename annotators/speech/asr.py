@@ -86,7 +86,8 @@ def split_windows(n: int, max_len: int, vad_prob: np.ndarray | None, vad_hop: in
 class WhisperAsr:
     """faster-whisper with our batching; construct once per actor."""
 
-    def __init__(self, cfg: AsrConfig):
+    def __init__(self, cfg: AsrConfig, cpu_threads: int | None = None):
+        """`cpu_threads`: CTranslate2 intra-op threads (None: `cfg.cpu_threads`; 0: CTranslate2's default, 4)."""
         from faster_whisper import WhisperModel
 
         self.cfg = cfg
@@ -101,7 +102,7 @@ class WhisperAsr:
             device=self.device,
             device_index=cfg.device_index,
             compute_type=compute,
-            cpu_threads=cfg.cpu_threads,
+            cpu_threads=cfg.cpu_threads if cpu_threads is None else cpu_threads,
             download_root=cfg.download_root,
             local_files_only=not cfg.allow_download,
         )
