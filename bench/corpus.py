@@ -48,11 +48,13 @@ class Corpus:
         return Corpus(files, _seconds(files), {f.name: self.kinds[f.name] for f in files})
 
     def fraction(self, size: float) -> Corpus:
-        """A stratified share of the files (every k-th), for --size < 1 runs."""
+        """A share of each kind's files (at least one of each), for --size < 1 runs."""
         if size >= 1:
             return self
-        step = max(1, round(1 / size))
-        files = self.files[::step]
+        by_kind: dict[str, list[Path]] = {}
+        for f in self.files:
+            by_kind.setdefault(self.kinds[f.name], []).append(f)
+        files = sorted(f for fs in by_kind.values() for f in fs[: max(1, round(len(fs) * size))])
         return Corpus(files, _seconds(files), {f.name: self.kinds[f.name] for f in files})
 
 

@@ -37,6 +37,21 @@ def segments(n: int) -> list[np.ndarray]:
     return out
 
 
+class Timed:
+    """Calls `fn`, adding its seconds to `times[key]`."""
+
+    def __init__(self, fn, times: dict[str, float], key: str):
+        self.fn, self.times, self.key = fn, times, key
+        self.name = getattr(fn, "name", key)
+
+    def __call__(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return self.fn(*a, **k)
+        finally:
+            self.times[self.key] += time.perf_counter() - t
+
+
 def cents(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(abs(1200 * np.log2(a / b)), 1)
 
@@ -64,29 +79,8 @@ def main() -> None:
     for name, bounded in (("full", False), ("bounded", True)):
         para = Paralinguistics(cfg, threads=1, bounded=bounded)
         times = {"pitch": 0.0, "dnsmos": 0.0}
-        orig_f0, orig_mos = para.pitch.f0, para.dnsmos.__call__
-
-        def f0(*a, _o=orig_f0, **k):
-            t = time.perf_counter()
-            try:
-                return _o(*a, **k)
-            finally:
-                times["pitch"] += time.perf_counter() - t
-
-        para.pitch.f0 = f0
-        mos_obj = para.dnsmos
-
-        class Timed:
-            name = mos_obj.name
-
-            def __call__(self, *a, **k):
-                t = time.perf_counter()
-                try:
-                    return orig_mos(*a, **k)
-                finally:
-                    times["dnsmos"] += time.perf_counter() - t
-
-        para.dnsmos = Timed()
+        para.pitch.f0 = Timed(para.pitch.f0, times, "pitch")
+        para.dnsmos = Timed(para.dnsmos, times, "dnsmos")
         para.measure(audios[0], vads[0], hop, ["warm"])  # warm-up
         times.update(pitch=0.0, dnsmos=0.0)
         res = [para.measure(a, v, hop, ["x"]) for a, v in zip(audios, vads, strict=True)]

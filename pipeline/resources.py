@@ -21,7 +21,7 @@ from schemas.resources import ActorResources
 log = logging.getLogger(__name__)
 
 TASK_CPUS = 0.25  # what each light task stage (probe, route, caption, write) asks for
-MAX_THREADS = 4  # intra-op threads per actor; past this an extra actor scales better than extra threads
+MAX_THREADS = 2  # intra-op threads per actor; past two, another actor scales better (segments are independent)
 
 # Core-seconds per audio-second of the bench corpus (bench/annotate.py, plain loop, one thread each, 2-core
 # machine; speech ~40 % of the audio): each stage's time alone. A stage's `resources.cost` overrides it.
