@@ -29,10 +29,7 @@ class BranchStage:
     @property
     def annotator(self):
         """Built on the first batch that needs it: an actor whose branch gets no rows loads no model."""
-        if not self._loaded:
-            import torch
-
-            torch.set_num_threads(max(1, self.num_threads))
+        if not self._loaded:  # no torch here: the annotator sizes its own pools (music/general run ONNX only)
             self._annotator = self.build(self.cfg, self.num_threads)  # placement decides, annotators obey
             self.models = self._annotator.models() if self._annotator is not None else {}
             self._loaded = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -105,3 +106,33 @@ def test_process_tree_pss_counts_children():
     w = watch([sys.executable, "-c", code], interval_s=0.2)
     assert w.returncode == 0 and w.peak_processes >= 2
     assert w.peak_pss_mib > 120  # both 60 MiB arrays, in two processes of the tree
+
+
+def test_onnx_only_models_load_without_torch():
+    code = ("import sys\nfrom schemas.config import JobConfig\nfrom annotators.music import build_music_annotator\n"
+            "from annotators.general import build_sound_event_annotator\nfrom annotators.speech.vad import SileroVad\n"
+            "from annotators.general.yamnet import YamNet\nimport stages.segment, stages.branches\n"
+            "c = JobConfig(); build_music_annotator(c.music, 1); build_sound_event_annotator(c.general, 1)\n"
+            "SileroVad(1).speech_prob(__import__('numpy').zeros(16000, 'float32')); YamNet()\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_torch_free_vad_matches_silero_wrapper():
+    from silero_vad import load_silero_vad
+
+    from annotators.speech.vad import SileroVad
+    from tests import synth_speech as ss
+
+    audio = np.concatenate([np.zeros(8000, np.float32), ss.flite("Seven bright boats sail home.", "kal"),
+                            np.zeros(5000, np.float32)])
+    ref_model = load_silero_vad(onnx=True)
+    import torch
+
+    x = torch.from_numpy(np.pad(audio, (0, -audio.shape[0] % 512)))
+    ref = np.array([float(ref_model(x[i : i + 512], SR)) for i in range(0, x.shape[0], 512)])
+    ours = SileroVad().speech_prob(audio)
+    assert ours.shape == ref.shape and np.abs(ours - ref).max() < 1e-5
+    assert ours.max() > 0.9 and ours[:10].max() < 0.2  # speech found, silence not
