@@ -20,7 +20,13 @@ from schemas.resources import ActorResources
 
 log = logging.getLogger(__name__)
 
-TASK_CPUS = 0.25  # what each light task stage (probe, route, caption, write) asks for
+TASK_CPUS = 0.1  # what each light task stage (probe, route, caption, write) asks for
+# CPUs kept out of the actors' reservations. Ray Data reserves each operator at least one task's (or its pool's
+# minimum) CPUs, upstream first, and a downstream operator that finds nothing left waits until the upstream
+# ones finish: with the actors holding 1.5 of 2 CPUs the caption and write tasks ran only at the very end of a
+# job (the first shard came after 215 of 233 s). 4 task operators x max(TASK_CPUS, Ray's default share of
+# 1/16 of the CPUs) + margin must fit beside the actors' minimum pools.
+MIN_RESERVE = 0.6
 MAX_THREADS = 2  # intra-op threads per actor; past two, another actor scales better (segments are independent)
 
 # Core-seconds per audio-second of the bench corpus (bench/annotate.py, plain loop, one thread each, 2-core
@@ -56,7 +62,7 @@ def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str
     """One stage's placement; `weight` is its share of the actor CPUs (equal shares when None)."""
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
     weight = 1.0 / n_actor_stages if weight is None else weight
-    reserve = max(2 * TASK_CPUS, 0.25 * cpus)
+    reserve = max(MIN_RESERVE, 0.25 * cpus)
     share = max(cpus - reserve, 0.2) * weight  # CPUs this stage's pool may hold in all (Ray's bookkeeping)
     cores = cpus * weight  # cores the stage needs to keep pace with the others when all are busy
     threads = min(MAX_THREADS, max(1, math.ceil(cores - 1e-9)), max(1, int(cpus)))
