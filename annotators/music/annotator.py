@@ -41,6 +41,10 @@ class MusicAnnotator:
             self._yamnet_model = YamNet(num_threads=self.threads)
         return self._yamnet_model
 
+    @_yamnet.setter
+    def _yamnet(self, model: YamNet) -> None:  # share one loaded model (tests, fidelity bench)
+        self._yamnet_model = model
+
     def models(self) -> dict[str, ModelInfo]:
         out = {
             "music.tags": ModelInfo(name=YamNet.name, version=yamnet_version()),
