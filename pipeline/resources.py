@@ -29,8 +29,12 @@ TASK_CPUS = 0.1  # what each light task stage (probe, route, caption, write) ask
 MIN_RESERVE = 0.6
 MAX_THREADS = 2  # intra-op threads per actor; past two, another actor scales better (segments are independent)
 
-# Core-seconds per audio-second of the bench corpus (bench/annotate.py, plain loop, one thread each, 2-core
-# machine; speech ~40 % of the audio): each stage's time alone. A stage's `resources.cost` overrides it.
+# Relative cost per audio-second of each stage (core-seconds). Speech-heavy, as the measurement on an
+# idle 2-core machine found the speech actor the only busy one (ASR alone 5.1 audio-s/s of speech, the whole
+# branch 1.9 before the extras were bounded). bench/annotate.py's plain loop, run under load 15-20, measured
+# segment 0.18, speech 0.15 (bounded extras), music 0.11 (incl. numba's first compile), general 0.004:
+# re-measure on an idle machine (`make bench`, figures.stage_alone_s) before moving these. A stage's
+# `resources.cost` in the job config overrides its entry.
 STAGE_COST = {"segment": 0.05, "speech": 0.30, "music": 0.05, "general": 0.01}
 DEFAULT_COST = 0.05
 
