@@ -29,7 +29,7 @@ if extra:
 endef
 export PRUNE_SCRIPT
 
-.PHONY: install apt wheels lock demo test test-fast lint bench doctor clean
+.PHONY: install apt wheels lock demo test test-fast lint bench bench-branches doctor clean
 
 install: apt $(STAMP)
 
@@ -92,8 +92,13 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 
+# Issue 20's suite (throughput, memory, scaling, shard reads); BENCH_SIZE=0.3 for a ~4-minute iteration.
+BENCH_SIZE ?= 1.0
 bench: install
-	$(BIN)/python -m bench.run_all
+	$(ENV) $(BIN)/python -m bench.suite --size $(BENCH_SIZE)
+
+bench-branches: install
+	$(ENV) $(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

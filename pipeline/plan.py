@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.resources import TASK_CPUS, place
+from pipeline.resources import TASK_CPUS, place_all
 from schemas.config import JobConfig
 from stages.base import RowStage, check_order
 from stages.branches import GeneralAudioStage, MusicStage, SpeechStage
@@ -48,6 +48,7 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
     check_order([s.stage for s in plan])
     cluster = ray.cluster_resources()
     actors = [s.stage for s in plan if s.stage.runs_as == "actor"]
+    placed = place_all([(a.name, getattr(cfg, a.config_section).resources) for a in actors], cluster)  # by cost
     conf = cfg.model_dump(mode="json")
 
     refs = [Row(RowKind.SOURCE_REF, json.dumps(s)).to_dict() for s in sources]
@@ -55,10 +56,9 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
     ds = ray.data.from_items(refs, override_num_blocks=blocks)
     for s in plan:
         if s.stage.runs_as == "actor":
-            resources = getattr(cfg, s.stage.config_section).resources
-            pl = place(resources, s.stage.name, len(actors), cluster)
+            pl = placed[s.stage.name]
             ds = ds.map_batches(s.stage, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **s.kwargs},
-                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pl.pool_size),
+                                compute=ray.data.ActorPoolStrategy(min_size=pl.min_size, max_size=pl.pool_size),
                                 num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size,
                                 batch_format="numpy")
         else:

@@ -1,7 +1,13 @@
-"""Placement of actor stages, derived from the cluster's resources so that no machine size can deadlock it.
+"""Placement of actor stages by cost, derived from the cluster's resources so that no machine size can deadlock it.
 
 On a 2-core node, two actors asking one CPU each starve the read tasks forever (ENVIRONMENT.md). Actor
-stages therefore share at most the CPUs left after a reserve for task stages, and pool sizes follow.
+stages therefore share at most the CPUs left after a reserve for task stages. That share is split by each
+stage's *cost* (core-seconds per audio-second of a mixed corpus): the bottleneck, the speech branch, gets
+most of the cores, as threads in its actors and as more actors in its pool. Pools autoscale between one
+actor and their size (Ray Data's ActorPoolStrategy), so a branch without work holds a single actor.
+
+Thread counts have one source: the placement. A stage hands `Placement.num_threads` to its annotator, which
+sizes every intra-op pool it owns by it (CTranslate2, torch, onnxruntime).
 """
 
 from __future__ import annotations
@@ -14,29 +20,63 @@ from schemas.resources import ActorResources
 
 log = logging.getLogger(__name__)
 
-TASK_CPUS = 0.25  # what each light task stage (probe, route, caption, write) asks for
+TASK_CPUS = 0.1  # what each light task stage (probe, route, caption, write) asks for
+# CPUs kept out of the actors' reservations. Ray Data reserves each operator at least one task's (or its pool's
+# minimum) CPUs, upstream first, and a downstream operator that finds nothing left waits until the upstream
+# ones finish: with the actors holding 1.5 of 2 CPUs the caption and write tasks ran only at the very end of a
+# job (the first shard came after 215 of 233 s). 4 task operators x max(TASK_CPUS, Ray's default share of
+# 1/16 of the CPUs) + margin must fit beside the actors' minimum pools.
+MIN_RESERVE = 0.6
+MAX_THREADS = 2  # intra-op threads per actor; past two, another actor scales better (segments are independent)
+
+# Relative cost per audio-second of each stage (core-seconds). Speech-heavy, as the issue's measurement on an
+# idle 2-core machine found the speech actor the only busy one (ASR alone 5.1 audio-s/s of speech, the whole
+# branch 1.9 before the extras were bounded). bench/annotate.py's plain loop, run under load 15-20, measured
+# segment 0.18, speech 0.15 (bounded extras), music 0.11 (incl. numba's first compile), general 0.004:
+# re-measure on an idle machine (`make bench`, figures.stage_alone_s) before moving these. A stage's
+# `resources.cost` in the job config overrides its entry.
+STAGE_COST = {"segment": 0.05, "speech": 0.30, "music": 0.05, "general": 0.01}
+DEFAULT_COST = 0.05
 
 
 @dataclass
 class Placement:
     num_cpus: float
     num_gpus: float
-    pool_size: int
+    pool_size: int  # the pool's max_size; it starts and idles at min_size
     batch_size: int
     num_threads: int  # intra-op threads the actor's models may use
+    min_size: int = 1
 
 
-def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str, float]) -> Placement:
+def stage_cost(name: str, res: ActorResources) -> float:
+    declared = getattr(res, "cost", None)
+    return float(declared) if declared else STAGE_COST.get(name, DEFAULT_COST)
+
+
+def place_all(stages: list[tuple[str, ActorResources]], cluster: dict[str, float]) -> dict[str, Placement]:
+    """Every actor stage's placement, its share of the CPUs weighted by its cost."""
+    costs = {name: stage_cost(name, res) for name, res in stages}
+    total = sum(costs.values()) or 1.0
+    return {name: place(res, name, len(stages), cluster, weight=costs[name] / total) for name, res in stages}
+
+
+def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str, float],
+          weight: float | None = None) -> Placement:
+    """One stage's placement; `weight` is its share of the actor CPUs (equal shares when None)."""
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
-    reserve = max(2 * TASK_CPUS, 0.25 * cpus)
-    share = max(cpus - reserve, 0.2) / n_actor_stages  # CPUs this stage's pool may hold in all
+    weight = 1.0 / n_actor_stages if weight is None else weight
+    reserve = max(MIN_RESERVE, 0.25 * cpus)
+    share = max(cpus - reserve, 0.2) * weight  # CPUs this stage's pool may hold in all (Ray's bookkeeping)
+    cores = cpus * weight  # cores the stage needs to keep pace with the others when all are busy
+    threads = min(MAX_THREADS, max(1, math.ceil(cores - 1e-9)), max(1, int(cpus)))
     if res.num_gpus > 0 and gpus > 0:
         size = res.concurrency or max(1, math.floor(gpus / res.num_gpus))
-        num_cpus = min(res.num_cpus, share / size)
-        return Placement(num_cpus, res.num_gpus, size, res.batch_size, max(1, round(num_cpus)))
+        num_cpus = min(max(res.num_cpus, 1.0), share / size)
+        return Placement(num_cpus, res.num_gpus, size, res.batch_size, max(1, round(num_cpus)),
+                         min_size=size if res.concurrency else 1)
     if res.num_gpus > 0:
         log.warning("%s asks for num_gpus=%s but the cluster has no GPU: running on CPU", name, res.num_gpus)
-    num_cpus = min(res.num_cpus, share)
-    size = res.concurrency or max(1, math.floor(share / num_cpus + 1e-9))
-    num_cpus = min(num_cpus, share / size)
-    return Placement(num_cpus, 0.0, size, res.batch_size, max(1, math.floor(num_cpus + 1e-9)))
+    size = res.concurrency or max(1, round(cores / threads))
+    num_cpus = min(max(res.num_cpus, float(threads)), share / size)
+    return Placement(num_cpus, 0.0, size, res.batch_size, threads, min_size=size if res.concurrency else 1)

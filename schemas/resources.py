@@ -14,3 +14,5 @@ class ActorResources(BaseModel):
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor; fractional packs small models on one GPU")
     concurrency: int | None = Field(None, ge=1, description="actors in the pool; None = derived from resources")
     batch_size: int = Field(8, ge=1, description="segments per batch handed to the model")
+    cost: float | None = Field(None, gt=0, description="core-seconds per audio-second of this stage, weighting its "
+                               "share of the CPUs; None = the measured default (pipeline/resources.py)")

@@ -37,12 +37,13 @@ SCENE_ONLY_INDICES = (500, 501, 502, 503, 504, 505, 506, 508, 520)
 
 
 class GeneralAudioAnnotator:
-    """Annotates general-audio segments; the YAMNet session loads once, in the constructor, and runs only for
+    """Annotates general-audio segments; the YAMNet session loads once, on first use, and runs only for
     segments that come without the segmenter's posteriors."""
 
     def __init__(self, cfg: GeneralConfig | None = None, num_threads: int = 1):
         self.cfg = cfg or GeneralConfig()
-        self._yamnet = YamNet(num_threads=num_threads)
+        self.threads = num_threads  # as placed (pipeline/resources.py)
+        self._yamnet_model: YamNet | None = None
         self._labels = class_names()
         excluded = {SILENCE_INDEX, *SCENE_ONLY_INDICES}
         if not self.cfg.include_speech:
@@ -52,6 +53,18 @@ class GeneralAudioAnnotator:
         self._event_classes = np.array([c for c in range(N_CLASSES) if c not in excluded])
         not_scene = {SILENCE_INDEX, *SPEECH_INDICES, *MUSIC_INDICES}
         self._scene_classes = np.array([c for c in range(N_CLASSES) if c not in not_scene])
+
+    @property
+    def _yamnet(self) -> YamNet:
+        """Loaded on first use: segments from the job carry the segmenter's posteriors, so an actor of the
+        pipeline never holds a second YAMNet copy."""
+        if self._yamnet_model is None:
+            self._yamnet_model = YamNet(num_threads=self.threads)
+        return self._yamnet_model
+
+    @_yamnet.setter
+    def _yamnet(self, model: YamNet) -> None:  # share one loaded model (tests, fidelity bench)
+        self._yamnet_model = model
 
     def models(self) -> dict[str, ModelInfo]:
         return {

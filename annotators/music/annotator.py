@@ -24,13 +24,26 @@ class MusicAnnotator:
 
     def __init__(self, cfg: MusicConfig | None = None, num_threads: int = 1):
         self.cfg = cfg or MusicConfig()
-        self._yamnet = YamNet(num_threads=num_threads)  # used only when a segment has no evidence
+        self.threads = num_threads  # as placed (pipeline/resources.py)
+        self._yamnet_model: YamNet | None = None  # used only when a segment has no evidence
         self._labels = class_names()
         self._notes = None
         if self.cfg.transcribe_notes:
             from annotators.music.notes import NoteTranscriber
 
-            self._notes = NoteTranscriber(num_threads=num_threads)
+            self._notes = NoteTranscriber(num_threads=self.threads)
+
+    @property
+    def _yamnet(self) -> YamNet:
+        """Loaded on first use: segments from the job carry the segmenter's posteriors, so an actor of the
+        pipeline never holds a second YAMNet copy."""
+        if self._yamnet_model is None:
+            self._yamnet_model = YamNet(num_threads=self.threads)
+        return self._yamnet_model
+
+    @_yamnet.setter
+    def _yamnet(self, model: YamNet) -> None:  # share one loaded model (tests, fidelity bench)
+        self._yamnet_model = model
 
     def models(self) -> dict[str, ModelInfo]:
         out = {

@@ -40,7 +40,7 @@ class SpeechAnnotator:
         import torch
 
         self.cfg = cfg = cfg or SpeechConfig()
-        self.num_threads = num_threads
+        self.threads = num_threads
         torch.set_num_threads(num_threads)
         self.asr = WhisperAsr(cfg.asr, num_threads)
         torch_device = self.asr.device if cfg.asr.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -85,7 +85,7 @@ class SpeechAnnotator:
         if self._vad is None:
             from annotators.common.vad import SileroVad
 
-            self._vad = SileroVad(num_threads=self.num_threads)
+            self._vad = SileroVad(num_threads=self.threads)
         return self._vad.speech_prob(item.audio), VAD_HOP_S
 
     def _guard(self, r: AsrResult, vad: np.ndarray, hop: float) -> tuple[list[AsrWord], list[str]]:

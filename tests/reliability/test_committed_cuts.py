@@ -24,8 +24,8 @@ def source():
 
 @pytest.fixture(scope="module")
 def models():
-    from annotators.common.yamnet import YamNet
     from annotators.common.vad import SileroVad
+    from annotators.common.yamnet import YamNet
 
     return EvidenceModels(SileroVad(), YamNet())
 
