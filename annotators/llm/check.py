@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from annotators.llm.facts import Facts, echo_targets, looks_like_instructions, yamnet_labels
+from annotators.llm.facts import Facts, yamnet_labels
 from annotators.speech.caption import LANGUAGES
+from annotators.transcript_guard import MAX_QUOTE_WORDS, copies_transcript, echoes_instruction
 
-MAX_QUOTE_WORDS = 8  # a longer run of transcript words is copying, not describing
 TIME_TOL_S, TIME_TOL_REL = 0.35, 0.1
 TEMPO_TOL_BPM, TEMPO_TOL_REL = 3.0, 0.05
 MAX_UNGROUNDED = 3  # this many unsupported content words reject a reply
@@ -139,9 +139,6 @@ class FactChecker:
         evidence = " ".join([reference, facts.transcript, *facts.branch_captions.values(),
                              " ".join(str(v) for v in facts.fields().values())])
         self.evidence_stems = {_stem(w) for w in _words(evidence)}
-        self.transcript_words = _words(facts.transcript)
-        self.echo = {t for t in echo_targets(facts.transcript) if t not in self.vocab} if (
-            looks_like_instructions(facts.transcript)) else set()
 
     def problems(self, text: str) -> list[Problem]:
         low = text.lower()
@@ -155,19 +152,13 @@ class FactChecker:
 
     # ---------------------------------------------------------------- checks (each returns one Problem or None)
     def _echo(self, text: str, low: str) -> Problem | None:
-        hits = sorted(t for t in self.echo if re.search(rf"\b{re.escape(t)}\b", low))
-        if hits or (self.f.transcript and looks_like_instructions(self.f.transcript)
-                    and re.search(r"\bignor\w*\b.{0,30}\binstruction", low)):
-            return Problem("injection_echo", f"follows an instruction in the transcript ({', '.join(hits) or 'ignore'})")
+        hits = echoes_instruction(text, self.f.transcript, allowed=self.vocab)
+        if hits:
+            return Problem("injection_echo", f"follows an instruction in the transcript ({', '.join(hits)})")
         return None
 
     def _copy(self, text: str, low: str) -> Problem | None:
-        tw, cw = self.transcript_words, _words(low)
-        if len(tw) <= MAX_QUOTE_WORDS or len(cw) <= MAX_QUOTE_WORDS:
-            return None
-        n = MAX_QUOTE_WORDS + 1
-        grams = {tuple(tw[i:i + n]) for i in range(len(tw) - n + 1)}
-        if any(tuple(cw[i:i + n]) in grams for i in range(len(cw) - n + 1)):
+        if copies_transcript(text, self.f.transcript):
             return Problem("transcript_copy", f"copies more than {MAX_QUOTE_WORDS} words of the transcript")
         return None
 
