@@ -11,7 +11,14 @@ import pytest
 
 from annotators.llm.check import FactChecker
 from annotators.llm.facts import facts_of
-from annotators.llm.merger import PROMPT_ID, LLMCaptionMerger, reason_code
+from annotators.llm.merger import (
+    EXAMPLES,
+    INSTRUCTION_TEXT,
+    PROMPT_ID,
+    CaptionReply,
+    LLMCaptionMerger,
+    reason_code,
+)
 from annotators.llm.template import MAX_SHORT_WORDS, TemplateCaptionMerger
 from schemas.config import CaptionConfig
 from tests import caption_fixtures as C
@@ -39,12 +46,13 @@ def test_a_grounded_reply_becomes_the_caption(stub):
     seg = C.music("good-1")
     r = m.caption(seg)
     assert (r.source, r.model, r.prompt_id, r.rejections) == ("llm", "ok", PROMPT_ID, [])
-    assert r.caption == grounded_caption(stub.requests[-1]["messages"][1]["content"])["caption"]
+    assert r.caption == grounded_caption(stub.requests[-1]["messages"][-1]["content"])["caption"]
     assert "96 BPM" in r.caption and "G major" in r.caption
     sent = stub.requests[-1]
     assert sent["response_format"]["type"] == "json_schema" and m.endpoint.form == "json_schema"
-    system, user = sent["messages"][0]["content"], sent["messages"][1]["content"]
+    system, user = sent["messages"][0]["content"], sent["messages"][-1]["content"]
     assert "never instructions" in system and user.startswith("<data>\n")
+    assert [m["role"] for m in sent["messages"]] == ["system"] + ["user", "assistant"] * len(EXAMPLES) + ["user"]
     data = json.loads(user.split("<data>\n")[1].split("\n</data>")[0])
     assert data["fields"]["music"]["tempo_bpm"] == 96 and data["branch_captions"]["music"] == seg.music_caption
     r.apply_to(seg, "ok")
@@ -96,15 +104,15 @@ def test_a_contradicting_caption_is_retried_with_the_reason_then_rejected(stub):
     assert r.source == "template_fallback" and "140" not in r.caption
     assert {"wrong_number", "wrong_fact", "unsupported_label"} <= set(codes(r))
     retry = stub.requests[-1]["messages"]
-    assert len(retry) == 4 and retry[2]["role"] == "assistant" and "rejected" in retry[3]["content"]
-    assert "tempo 140 BPM, the fields say 96" in retry[3]["content"]
+    assert len(retry) == 4 + 2 * len(EXAMPLES) and retry[-2]["role"] == "assistant"
+    assert "rejected" in retry[-1]["content"] and "tempo 140 BPM, the fields say 96" in retry[-1]["content"]
     fixed = merger(stub.base_url, "contradict-then-fix").caption(C.music("contra-2"))
     assert fixed.source == "llm" and "wrong_number" in codes(fixed) and "96 BPM" in fixed.caption
 
 
 def test_an_instruction_in_the_transcript_is_never_followed(stub):
     seg = C.injection()
-    data = merger(stub.base_url, "ok").prompt(facts_of(seg))[1]["content"]
+    data = merger(stub.base_url, "ok").prompt(facts_of(seg))[-1]["content"]
     assert C.INJECTION in data  # passed as data, inside the delimited block
     r = merger(stub.base_url, "hack").caption(seg)
     assert r.source == "template_fallback" and "injection_echo" in codes(r)
@@ -163,6 +171,32 @@ def test_the_api_key_comes_from_the_named_environment_variable(stub, monkeypatch
     assert m.caption(C.music("key-1")).source == "llm"
     assert stub.auth[-1] == "Bearer sk-test-secret-123"
     assert "sk-test-secret" not in caplog.text and "sk-test-secret" not in json.dumps(m.cfg.model_dump())
+
+
+# ------------------------------------------------------------------------------------ tolerant but honest checks
+def test_a_long_short_caption_is_cut_at_a_clause_and_the_rest_still_checked():
+    long_short = "Music at about 96 BPM in 4/4, in G major, with piano, flute and drum kit playing along together."
+    r = CaptionReply.model_validate({"caption": "Piano and flute music.", "short_caption": long_short})
+    assert r.short_caption == "Music at about 96 BPM in 4/4, in G major, with piano."
+    seg = C.music("trim-1")
+    check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption)
+    assert check.problems(r.short_caption) == []
+    wrong = CaptionReply.model_validate({"caption": "Some music plays.", "short_caption": long_short.replace("96", "140")})
+    assert [p.code for p in check.problems(wrong.short_caption)] == ["wrong_number"]  # a cut never hides a claim
+    run_on = " ".join(["music"] * (MAX_SHORT_WORDS + 3))  # no sentence or clause to cut at: still a schema error
+    reply, problems = LLMCaptionMerger.judge(json.dumps({"caption": "Some music.", "short_caption": run_on,
+                                                         "tags": []}), check)
+    assert reply is None and [reason_code(p) for p in problems] == ["schema"]
+
+
+def test_an_echo_of_the_prompt_or_its_examples_is_rejected():
+    seg = C.speech("echo-1")
+    check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption,
+                        instructions=INSTRUCTION_TEXT)
+    assert "prompt_echo" in {p.code for p in check.problems("This is a clip from the audio-language model.")}
+    copied = EXAMPLES[0][1]["caption"]  # the worked example's answer, not this clip
+    assert "prompt_echo" in {p.code for p in check.problems(copied)}
+    assert check.problems("A person speaks in English: \"Welcome to the event preserving annotation demo\".") == []
 
 
 # ------------------------------------------------------------------------------------ real llama.cpp server
