@@ -221,7 +221,8 @@ def test_real_server_json_constrained_captions_are_checked(llama_server, tmp_pat
         assert r.source in ("llm", "template_fallback") and r.caption and r.short_caption
         assert len(r.short_caption.split()) <= MAX_SHORT_WORDS
         if r.source == "llm":  # an accepted reply passes the check when checked again
-            check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption)
+            check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption,
+                                instructions=INSTRUCTION_TEXT)
             assert check.problems(r.caption) == [] and r.model == llama_server.model_alias
         else:
             assert r.caption == TemplateCaptionMerger().merge(seg).caption and r.rejections
@@ -241,15 +242,18 @@ def test_real_server_never_writes_hacked(llama_server):
 
 @pytest.mark.slow
 def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tmp_path):
-    """TTS speech telling the model to write HACKED, and a sound file, annotated with `caption.merger: llm`
-    against the real server; then a re-caption of the output pays nothing twice (the reply cache)."""
+    """`eventcap annotate` with `caption.merger: llm` against the real server, on TTS speech telling the model to
+    write HACKED and a sound file: every caption is an accepted LLM reply that passes the fact check when
+    checked again, or the template caption with its reasons; report.json counts them; a re-caption of the
+    output pays nothing twice (the reply cache)."""
     import tarfile
 
     import pyarrow.parquet as pq
 
-    from pipeline.recaption import read_caption_table, run_recaption
+    from pipeline.recaption import read_annotations, read_caption_table, run_recaption
     from pipeline.run import run_annotate
     from schemas.config import load_config
+    from stages.ingest import filesystem_for
     from tests import synth as S
 
     corpus = tmp_path / "corpus"
@@ -258,26 +262,36 @@ def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tm
     S.write(corpus / "sounds.wav", S.layout([("noise", S.noise_burst(1.0), 0.5, ""),
                                              ("clicks", S.clicks(120, 2.0), 0.3, "")])[0])
     cfg = load_config(None, ["caption.merger=llm", f"caption.base_url={llama_server.base_url}",
-                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=120",
+                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=300",
                              "caption.max_in_flight=2", "speech.asr.model=tiny.en"])
     out = tmp_path / "out"
     result = run_annotate([str(corpus)], str(out), cfg)
     m = pq.read_table(out / "manifest").to_pandas()
     assert len(m) == result.segments >= 2
     assert set(m.caption_source) <= {"llm", "template_fallback"}
+    fs, root = filesystem_for(str(out))
+    segs = {s.key: s for tar in (out / "shards").glob("*.tar") for s in read_annotations(fs, str(tar))}
     for r in m.itertuples():
+        seg = segs[r.key]
+        template = TemplateCaptionMerger().merge(seg)
         assert r.caption and 0 < len(r.short_caption.split()) <= MAX_SHORT_WORDS
-        assert "hacked" not in (r.caption + " " + r.short_caption).lower()
-        if r.caption_source == "llm":
+        assert "hacked" not in (r.caption + " " + r.short_caption + " " + (r.speech_caption or "")).lower()
+        if r.caption_source == "llm":  # the fact check holds on what was written
             assert (r.caption_model, r.caption_prompt_id) == (llama_server.model_alias, PROMPT_ID)
-        else:
-            assert r.caption_model == "template" and len(r.caption_rejections) >= 1
+            check = FactChecker(facts_of(seg), reference=template.caption, instructions=INSTRUCTION_TEXT)
+            assert check.problems(r.caption) == [] and check.problems(r.short_caption) == []
+        else:  # the template caption, with every reason a reply was rejected
+            assert (r.caption, r.short_caption, r.caption_model) == (template.caption, template.short_caption,
+                                                                     "template")
+            assert len(r.caption_rejections) >= 1 and all(": " in x for x in r.caption_rejections)
     speech = m[m.transcript.notna() & (m.transcript != "")]
     assert len(speech) == 1 and "instructions" in speech.transcript.iloc[0].lower()  # the injection was heard
-    report = result.report["captions"]
-    assert sum(report["by_source"].values()) == len(m)
+    report = json.loads((out / "report.json").read_text())["captions"]
+    assert report["by_source"] == m.caption_source.value_counts().to_dict()
     assert sum(report["rejections_by_reason"].values()) == sum(len(x) for x in m.caption_rejections)
-    assert sum(report["fallbacks_by_reason"].values()) == (m.caption_source == "template_fallback").sum()
+    assert report["fallbacks_by_reason"] == m[m.caption_source == "template_fallback"].caption_rejections.map(
+        lambda x: reason_code(x[-1])).value_counts().to_dict()
+    print("report.json captions:", report)
     txt = {}
     for tar_path in (out / "shards").glob("*.tar"):
         with tarfile.open(tar_path) as tar:
