@@ -276,7 +276,8 @@ def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tm
         seg = segs[r.key]
         template = TemplateCaptionMerger().merge(seg)
         assert r.caption and 0 < len(r.short_caption.split()) <= MAX_SHORT_WORDS
-        assert "hacked" not in (r.caption + " " + r.short_caption + " " + (r.speech_caption or "")).lower()
+        branch = r.speech_caption if isinstance(r.speech_caption, str) else ""  # (NaN where no speech)
+        assert "hacked" not in f"{r.caption} {r.short_caption} {branch}".lower()
         if r.caption_source == "llm":  # the fact check holds on what was written
             assert (r.caption_model, r.caption_prompt_id) == (llama_server.model_alias, PROMPT_ID)
             check = FactChecker(facts_of(seg), reference=template.caption, instructions=INSTRUCTION_TEXT)
