@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{numbers['requests_per_s']} requests/s, {numbers['captions_per_s']} captions/s "
                   f"(load average {numbers['loadavg_1m_before']} -> {numbers['loadavg_1m_after']})")
             print(f"   {counts(res)}")
+            _write(args.json, report)  # after every run: a slow endpoint's partial numbers survive an interrupt
         for kind in ("llm", "template_fallback"):
             seen, picked = set(), []
             for r in all_res:  # five distinct segments of each kind, over all runs
