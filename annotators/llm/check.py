@@ -7,7 +7,10 @@ No CLAP model ships here (AudioSetCaps gates captions with a CLAP score), so the
 - content words none of the fields, branch captions or transcript support ("a smartwatch with health
   monitoring") are counted, and too many reject the reply;
 - text copied from the transcript beyond a short quote, and any echo of an instruction the transcript gives
-  ("... write HACKED"), reject it.
+  ("... write HACKED"), reject it;
+- so does an echo of the prompt itself: a run of PROMPT_ECHO_WORDS words from the instructions or the worked
+  examples that the clip's own data does not hold, or talk about the prompt ("JSON", "the data", "a language
+  model").
 Each problem is a `Problem(code, detail)`; the codes are what `report.json` counts.
 """
 
@@ -17,13 +20,17 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from annotators.llm.facts import Facts, echo_targets, looks_like_instructions, yamnet_labels
+from annotators.llm.facts import Facts, yamnet_labels
 from annotators.speech.caption import LANGUAGES
+from annotators.transcript_guard import MAX_QUOTE_WORDS, copies_transcript, echoes_instruction
 
-MAX_QUOTE_WORDS = 8  # a longer run of transcript words is copying, not describing
 TIME_TOL_S, TIME_TOL_REL = 0.35, 0.1
 TEMPO_TOL_BPM, TEMPO_TOL_REL = 3.0, 0.05
 MAX_UNGROUNDED = 3  # this many unsupported content words reject a reply
+PROMPT_ECHO_WORDS = 5  # a run this long from the instructions (and not in the data) is an echo of the prompt
+# words about the prompt, not the audio ("This is a clip from the audio-language model.")
+_PROMPT_TALK = re.compile(r"\b(json|audio-language|language model|prompt|data block|the data|short_caption|"
+                          r"instructions?)\b", re.I)
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _UNIT_S = r"(?:s|sec|secs|seconds?)\b"
@@ -103,6 +110,10 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _grams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
 @lru_cache(maxsize=1)
 def _label_synonyms() -> tuple[tuple[str, frozenset[str]], ...]:
     """(synonym, all synonyms of its class) for every AudioSet name a caption might state as a claim."""
@@ -133,20 +144,22 @@ def _norm_key(k: str) -> str:
 class FactChecker:
     """Holds text to one segment's Facts; `problems(text)` lists what is wrong (empty: the text passes)."""
 
-    def __init__(self, facts: Facts, reference: str = ""):
+    def __init__(self, facts: Facts, reference: str = "", instructions: str = ""):
+        """`reference`: a caption known to be grounded (the template's); `instructions`: the prompt text a reply
+        must not repeat."""
         self.f = facts
         self.vocab = facts.vocabulary()
         evidence = " ".join([reference, facts.transcript, *facts.branch_captions.values(),
                              " ".join(str(v) for v in facts.fields().values())])
         self.evidence_stems = {_stem(w) for w in _words(evidence)}
-        self.transcript_words = _words(facts.transcript)
-        self.echo = {t for t in echo_targets(facts.transcript) if t not in self.vocab} if (
-            looks_like_instructions(facts.transcript)) else set()
+        self.evidence_low = evidence.lower()
+        self.prompt_grams = _grams(_words(instructions), PROMPT_ECHO_WORDS) - _grams(_words(evidence),
+                                                                                     PROMPT_ECHO_WORDS)
 
     def problems(self, text: str) -> list[Problem]:
         low = text.lower()
         found: list[Problem] = []
-        for check in (self._echo, self._copy, self._levels, self._tempo, self._key, self._times, self._count,
+        for check in (self._echo, self._copy, self._prompt_echo, self._levels, self._tempo, self._key, self._times, self._count,
                       self._language, self._labels, self._grounding):
             p = check(text, low)
             if p is not None:
@@ -155,20 +168,22 @@ class FactChecker:
 
     # ---------------------------------------------------------------- checks (each returns one Problem or None)
     def _echo(self, text: str, low: str) -> Problem | None:
-        hits = sorted(t for t in self.echo if re.search(rf"\b{re.escape(t)}\b", low))
-        if hits or (self.f.transcript and looks_like_instructions(self.f.transcript)
-                    and re.search(r"\bignor\w*\b.{0,30}\binstruction", low)):
-            return Problem("injection_echo", f"follows an instruction in the transcript ({', '.join(hits) or 'ignore'})")
+        hits = echoes_instruction(text, self.f.transcript, allowed=self.vocab)
+        if hits:
+            return Problem("injection_echo", f"follows an instruction in the transcript ({', '.join(hits)})")
         return None
 
     def _copy(self, text: str, low: str) -> Problem | None:
-        tw, cw = self.transcript_words, _words(low)
-        if len(tw) <= MAX_QUOTE_WORDS or len(cw) <= MAX_QUOTE_WORDS:
-            return None
-        n = MAX_QUOTE_WORDS + 1
-        grams = {tuple(tw[i:i + n]) for i in range(len(tw) - n + 1)}
-        if any(tuple(cw[i:i + n]) in grams for i in range(len(cw) - n + 1)):
+        if copies_transcript(text, self.f.transcript):
             return Problem("transcript_copy", f"copies more than {MAX_QUOTE_WORDS} words of the transcript")
+        return None
+
+    def _prompt_echo(self, text: str, low: str) -> Problem | None:
+        talk = [m.group(0) for m in _PROMPT_TALK.finditer(low) if m.group(0) not in self.evidence_low]
+        if talk:
+            return Problem("prompt_echo", f"talks about the prompt ({talk[0]!r})")
+        if self.prompt_grams & _grams(_words(low), PROMPT_ECHO_WORDS):
+            return Problem("prompt_echo", f"repeats {PROMPT_ECHO_WORDS}+ words of the instructions or examples")
         return None
 
     def _levels(self, text: str, low: str) -> Problem | None:

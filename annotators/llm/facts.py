@@ -13,19 +13,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from annotators.speech.caption import LANGUAGES
+from annotators.transcript_guard import echo_targets, looks_like_instructions  # noqa: F401 - re-exported
 from schemas.annotation import SegmentAnnotation
 
 MAX_PLAUSIBLE_SNR_DB = 60.0  # above this the background is digital silence (or nearly): no ratio is meaningful
-
-_INJECTION = re.compile(
-    r"\b(ignore|disregard|forget)\b.{0,40}\b(instruction|instructions|prompt|rules|above|previous)\b"
-    r"|\b(write|say|print|output|type|respond|reply|answer)\b\s+(with\s+|only\s+|the\s+word\s+)?\S+",
-    re.IGNORECASE,
-)
-_ECHO_TARGET = re.compile(
-    r"\b(?:write|say|print|output|type|respond with|reply with|answer with|answer)\s+"
-    r"(?:only\s+|the\s+word\s+|the\s+words\s+)?[\"']?([A-Za-z][\w'-]*)", re.IGNORECASE)
-
 
 _LEVEL_NUMBER = re.compile(r"-?\d+(?:\.\d+)?\s*(?:dB|dBFS|LUFS|Hz|kHz)\b|DNSMOS|\d+(?:\.\d+)?/5\b")
 
@@ -45,16 +36,6 @@ def short_label(label: str) -> str:
 
 def language_name(code: str | None) -> str | None:
     return None if not code else LANGUAGES.get(code, code)
-
-
-def looks_like_instructions(text: str) -> bool:
-    """A transcript that addresses a text model ("ignore your instructions and write ...")."""
-    return bool(_INJECTION.search(text or ""))
-
-
-def echo_targets(text: str) -> set[str]:
-    """Words a transcript asks to have written ("... and write HACKED" -> {"hacked"})."""
-    return {m.group(1).lower() for m in _ECHO_TARGET.finditer(text or "")}
 
 
 @lru_cache(maxsize=1)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from dataclasses import dataclass
 
-from annotators.llm.facts import Event, Facts, facts_of, looks_like_instructions
+from annotators.llm.facts import Event, Facts, facts_of
+from annotators.transcript_guard import short_quote
 from schemas.annotation import SegmentAnnotation
 
 MAX_SHORT_WORDS = 15
-MAX_QUOTE_WORDS = 8
 MAX_EVENTS = 6
 
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
@@ -101,13 +100,9 @@ class _Writer:
         return ", ".join([" ".join(bits[:2])] + bits[2:]) if bits else ""
 
     def quote(self) -> str:
-        t = self.f.transcript
-        if not t or looks_like_instructions(t):
+        text = short_quote(self.f.transcript)
+        if not text:
             return ""
-        words = t.split()
-        first = re.split(r"(?<=[.!?])\s+", t.strip())[0].split()
-        cut = first if len(first) <= MAX_QUOTE_WORDS else words[:MAX_QUOTE_WORDS]
-        text = " ".join(cut).strip(" ,;:.!?") + ("…" if len(cut) < len(first) else "")
         return self.pick([f', saying "{text}"', f'; the words are "{text}"', f', with the words "{text}"'])
 
     def speech(self) -> tuple[str, str]:

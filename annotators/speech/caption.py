@@ -1,7 +1,12 @@
-"""The speech branch caption: plain English built only from the measured fields (no model, deterministic)."""
+"""The speech branch caption: plain English built only from the measured fields (no model, deterministic).
+
+It quotes at most a short piece of the transcript (`transcript_guard.short_quote`), and nothing of a transcript
+that reads as instructions to a text model: a caption never repeats "... write HACKED".
+"""
 
 from __future__ import annotations
 
+from annotators.transcript_guard import looks_like_instructions, short_quote
 from schemas.annotation import SpeechAnnotation
 
 LANGUAGES = {
@@ -29,11 +34,6 @@ def _quality(a: SpeechAnnotation) -> str | None:
     return None
 
 
-def _brief(text: str, max_words: int = 16) -> str:
-    w = text.split()
-    return " ".join(w[:max_words]) + (" …" if len(w) > max_words else "")
-
-
 def speech_caption(a: SpeechAnnotation) -> str:
     if not a.transcript and a.n_speakers == 0:
         return "No speech was detected." if not a.hallucination_dropped else (
@@ -58,8 +58,11 @@ def speech_caption(a: SpeechAnnotation) -> str:
     if tail:
         t = ", ".join(tail)
         s += " " + t[0].upper() + t[1:] + "."
-    if a.transcript:
-        s += f' They say: "{_brief(a.transcript)}"'
-    else:
+    quote = short_quote(a.transcript)
+    if quote:
+        s += f' They say: "{quote}"'
+    elif looks_like_instructions(a.transcript):
+        s += " They give instructions (not quoted)."
+    elif not a.transcript:
         s += " No words could be transcribed."
     return s
