@@ -110,8 +110,8 @@ def test_process_tree_pss_counts_children():
 
 def test_onnx_only_models_load_without_torch():
     code = ("import sys\nfrom schemas.config import JobConfig\nfrom annotators.music import build_music_annotator\n"
-            "from annotators.general import build_general_audio_annotator\nfrom annotators.speech.vad import SileroVad\n"
-            "from annotators.general.yamnet import YamNet\nimport stages.segment, stages.branches\n"
+            "from annotators.general import build_general_audio_annotator\nfrom annotators.common.vad import SileroVad\n"
+            "from annotators.common.yamnet import YamNet\nimport stages.segment, stages.branches\n"
             "c = JobConfig(); build_music_annotator(c.music, 1); build_general_audio_annotator(c.general, 1)\n"
             "SileroVad(1).speech_prob(__import__('numpy').zeros(16000, 'float32')); YamNet()\n"
             "print('torch' in sys.modules)")
@@ -121,9 +121,9 @@ def test_onnx_only_models_load_without_torch():
 
 
 def test_torch_free_vad_matches_silero_wrapper():
-    from annotators.speech.vad import SileroVad
     from silero_vad import load_silero_vad
 
+    from annotators.common.vad import SileroVad
     from tests import synth_speech as ss
 
     audio = np.concatenate([np.zeros(8000, np.float32), ss.flite("Seven bright boats sail home.", "kal"),
