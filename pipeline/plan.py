@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import ray
 
 from pipeline.resources import TASK_CPUS, place
@@ -12,15 +10,15 @@ from stages.branches import MusicAnnotator, SoundEventAnnotator, SpeechAnnotator
 from stages.caption import CaptionMerger
 from stages.probe import ContentRegistry, ProbeSources
 from stages.router import Router
-from stages.rows import row
 from stages.segment import EventSegmenter
 
 
-def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
-               output: str | None = None) -> ray.data.Dataset:
+def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = None,
+               registry=None) -> ray.data.Dataset:
     """Sources -> probed sources -> segments -> routes -> branch annotations -> unified caption.
 
-    Every row keeps the layout of `stages/rows.py`; quarantine rows ride along untouched to the writer.
+    `sources` holds source_ref rows (read from the spooled listing: pipeline/run.py); `registry` is the job's
+    ContentRegistry. Every row keeps the layout of `stages/rows.py`; quarantine rows ride along untouched.
     """
     cluster = ray.cluster_resources()
     actor_stages = [("segment", cfg.segmenter.resources), ("speech", cfg.speech.resources),
@@ -37,11 +35,9 @@ def build_plan(cfg: JobConfig, sources: list[dict], skip_keys: frozenset[str],
     def task(fn):
         return dict(fn=fn, num_cpus=TASK_CPUS, batch_size=16, batch_format="numpy")
 
-    refs = [row("source_ref", json.dumps(s)) for s in sources]
-    blocks = cfg.ingest.read_parallelism or max(1, min(len(refs), 1000))
-    ds = ray.data.from_items(refs, override_num_blocks=blocks)
-    ds = ds.map_batches(**task(ProbeSources(cfg, ContentRegistry.remote())))  # same bytes twice: annotated once
-    ds = ds.map_batches(**actor(EventSegmenter, "segment", skip_keys=skip_keys))
+    registry = registry or ContentRegistry.remote()
+    ds = sources.map_batches(**task(ProbeSources(cfg, registry)))  # same bytes twice: annotated once
+    ds = ds.map_batches(**actor(EventSegmenter, "segment"))  # skips the committed keys each source_ref carries
     ds = ds.map_batches(**task(Router(cfg)))
     ds = ds.map_batches(**actor(SpeechAnnotator, "speech"))
     ds = ds.map_batches(**actor(MusicAnnotator, "music"))  # after speech: lyrics come from the transcript

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from stages.ingest import filesystem_for, redact_uri
-from stages.shard_writer import write_atomic
+from pipeline.ledger import write_atomic
+from pipeline.sources import filesystem_for, redact_uri
 
 MANIFEST_COLUMNS = ["key", "source_uri", "duration_s", "routes", "language", "n_speakers", "events", "tempo_bpm",
                     "music_key", "caption_model", "speech_caption", "music_caption", "sound_caption", "shard"]

@@ -5,32 +5,36 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 
 from pipeline.lease import OutputLease
+from pipeline.ledger import (
+    SPOOL_PREFIX,
+    SourceLedger,
+    clean_uncommitted,
+    committed_shard_names,
+    next_shard_index,
+    run_suffix,
+)
 from pipeline.plan import build_plan
 from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS
+from pipeline.sources import SourceSpool, filesystem_for, iter_sources, redact_uri, uri_digest
 from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
-from stages.ingest import filesystem_for, list_sources, redact_uri
-from stages.rows import merge_stats
-from stages.shard_writer import (
-    ShardCounter,
-    ShardWriter,
-    clean_uncommitted,
-    committed_shards,
-    next_shard_index,
-    run_suffix,
-)
+from stages.probe import ContentRegistry
+from stages.rows import merge_stats, row
+from stages.shard_writer import ShardCounter, ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +97,10 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     fs, root = filesystem_for(output)
     fs.create_dir(root, recursive=True)
 
-    sources = list_sources(inputs, cfg.ingest.extensions)
     removed = clean_uncommitted(output)
-    done = committed_shards(output)
-    skip_keys = frozenset(k for keys in done.values() for k in keys)
-    previously_quarantined = _quarantined_sources(output)
-    todo = [s for s in sources if s["uri"] not in previously_quarantined]
+    ledger = SourceLedger.load(output)
+    spool = SourceSpool(f"{output}/{SPOOL_PREFIX}{uuid.uuid4().hex[:8]}")
+    counts = spool_todo(inputs, cfg, ledger, _quarantined_sources(output), spool)
 
     init_ray(cfg.ray_address)
     ctx = ray.data.DataContext.get_current()
@@ -107,10 +109,16 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
 
     counter = ShardCounter.remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
-    if todo:
-        ds = build_plan(cfg, todo, skip_keys, output)
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
-    ray.kill(counter)
+    try:
+        if spool.rows:
+            blocks = cfg.ingest.read_parallelism or max(1, min(spool.rows, 1000))
+            refs = ray.data.read_parquet(spool.paths, filesystem=spool.fs, override_num_blocks=blocks)
+            registry = ContentRegistry.remote(ledger.complete_content() if ledger.complete.size else None)
+            ds = build_plan(cfg, refs, output, registry)
+            ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
+    finally:
+        ray.kill(counter)
+        spool.remove()
     removed += clean_uncommitted(output)  # anything a killed earlier run was still writing while we ran
 
     results = sink.results
@@ -130,15 +138,15 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
                 "segmentation_hash": cfg.segmentation_hash(), "schema_version": SCHEMA_VERSION,
                 "started": started, "finished": datetime.now(UTC).isoformat(timespec="seconds"),
                 "wall_s": round(wall, 2)},
-        "sources": {"listed": len(sources), "processed": len(todo),
-                    "skipped_already_quarantined": len(sources) - len(todo)},
-        "segments": {"written": sum(r["segments"] for r in results), "skipped_already_committed": len(skip_keys),
+        "sources": counts,
+        "segments": {"written": sum(r["segments"] for r in results),
+                     "skipped_already_committed": ledger.committed_keys,
                      "audio_s": round(audio_s, 2), "by_route": dict(sum((Counter(r["routes"]) for r in results),
                                                                          Counter()))},
         "quarantined": {"count": sum(r["quarantined"] for r in results), "total_in_output": sum(by_error.values()),
                         "by_error": dict(by_error)},
         "shards": {"written": sorted(s for r in results for s in r["shards"]),
-                   "total_committed": len(committed_shards(output))},
+                   "total_committed": len(committed_shard_names(output))},
         "captions": caption_report(results),
         "stages": stages,
         "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None},
@@ -178,6 +186,33 @@ def _read_quarantine(output: str) -> list[dict]:
     return rows
 
 
-def _quarantined_sources(output: str) -> set[str]:
-    """Sources rejected as a whole by an earlier run (not re-read on resume)."""
-    return {q["source_uri"] for q in _read_quarantine(output) if q["key"] is None and q["stage"] == "ingest"}
+def _quarantined_sources(output: str) -> np.ndarray:
+    """Sorted URI digests of the sources rejected as a whole by an earlier run (not re-read on resume)."""
+    return np.unique(np.array([uri_digest(q["source_uri"]) for q in _read_quarantine(output)
+                               if q["key"] is None and q["stage"] == "ingest"], dtype=np.uint64))
+
+
+def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quarantined: np.ndarray,
+               spool: SourceSpool) -> dict:
+    """Stream the listing into `spool`, resuming per source: complete and quarantined sources are left out,
+    partial ones carry their committed keys. Returns the counts for the report."""
+    counts = {"listed": 0, "processed": 0, "skipped_already_quarantined": 0, "skipped_already_complete": 0,
+              "resumed_partial": 0}
+    for src in iter_sources(inputs, cfg.ingest.extensions):
+        counts["listed"] += 1
+        digest = np.uint64(uri_digest(src["uri"]))
+        i = int(np.searchsorted(quarantined, digest))
+        if i < quarantined.size and quarantined[i] == digest:
+            counts["skipped_already_quarantined"] += 1
+            continue
+        state = ledger.state(src["uri"])
+        if state == "complete":
+            counts["skipped_already_complete"] += 1
+            continue
+        if state:
+            src = src | {"committed_keys": list(state)}
+            counts["resumed_partial"] += 1
+        counts["processed"] += 1
+        spool.add(row("source_ref", json.dumps(src)))
+    spool.flush()
+    return counts

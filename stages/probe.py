@@ -8,8 +8,9 @@ import json
 import numpy as np
 import ray
 
+from pipeline.decode import IngestError, probe
+from pipeline.ledger import ContentDigests
 from schemas.config import JobConfig
-from stages.ingest import IngestError, probe
 from stages.rows import add_stats, quarantine, row, timed, to_batch, to_rows
 
 
@@ -17,11 +18,14 @@ from stages.rows import add_stats, quarantine, row, timed, to_batch, to_rows
 class ContentRegistry:
     """Remembers which source first showed each content hash in this job: the same bytes are annotated once."""
 
-    def __init__(self):
+    def __init__(self, earlier: ContentDigests | None = None):
         self.first: dict[str, str] = {}
+        self.earlier = earlier  # sources an earlier run finished (skipped unread): their bytes are taken
 
     def claim(self, sha256: str, uri: str) -> str:
         """The URI that owns `sha256` (`uri` itself when it is the first)."""
+        if self.earlier is not None and sha256 in self.earlier:
+            return "a source an earlier run of this output annotated"
         return self.first.setdefault(sha256, uri)
 
 
@@ -49,7 +53,7 @@ class ProbeSources:
                     if owner != info.uri:
                         raise IngestError("DuplicateContent", f"same bytes (sha256 {info.sha256[:16]}...) as "
                                                               f"{owner}, which is annotated instead")
-                    new = row("source", json.dumps(dataclasses.asdict(info)))
+                    new = row("source", json.dumps(dataclasses.asdict(info) | _carried(ref)))
                 except IngestError as e:
                     new = quarantine(ref["uri"], "ingest", e.error, e.message)
                 except Exception as e:  # noqa: BLE001 - bad input never crashes the job
@@ -57,3 +61,8 @@ class ProbeSources:
             add_stats(new, "ingest", t())
             out.append(new)
         return to_batch(out)
+
+
+def _carried(ref: dict) -> dict:
+    """What a source_ref hands on to the segmenter: the keys an earlier run committed for it (pipeline/ledger.py)."""
+    return {"committed_keys": ref["committed_keys"]} if ref.get("committed_keys") else {}

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
+from pipeline.decode import IngestError, SourceInfo, decode_stream
 from schemas.annotation import ModelInfo, SegmentAnnotation
 from schemas.config import JobConfig
 from schemas.keys import segment_key
-from stages.ingest import IngestError, SourceInfo, decode_stream
 from stages.rows import (
     add_stats,
     audio_bytes,
@@ -31,13 +31,14 @@ class EventSegmenter:
     """Actor stage: source rows -> segment rows (audio + evidence + SegmentAnnotation skeleton).
 
     Loads Silero VAD and YAMNet once per actor. Yields a batch every `flush_every` segments, so a long
-    source streams through without its segments piling up in one block. Keys already committed by an
-    earlier run (`skip_keys`) are dropped here, before any expensive stage.
+    source streams through without its segments piling up in one block. Keys an earlier run committed for a
+    source come with that source's row (`committed_keys`, see pipeline/ledger.py) and are dropped here, before
+    any expensive stage. A source segmented to the end closes with a `source_done` row (its segment count).
     """
 
     flush_every = 16
 
-    def __init__(self, cfg: dict, skip_keys: frozenset[str] | None = None, num_threads: int = 1):
+    def __init__(self, cfg: dict, num_threads: int = 1):
         from annotators.general.yamnet import YamNet
         from annotators.speech.vad import SileroVad
 
@@ -54,7 +55,6 @@ class EventSegmenter:
             self.models["sound_classes"] = ModelInfo(name=yam.name, version=yam.version)
         self.seg_hash = self.cfg.segmentation_hash()
         self.config_hash = self.cfg.config_hash()
-        self.skip_keys = skip_keys or frozenset()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         pending: list[dict] = []
@@ -62,7 +62,9 @@ class EventSegmenter:
             if r["kind"] != "source":
                 pending.append(r)
                 continue
-            for n, new in enumerate(self._segment_source(SourceInfo(**json.loads(r["payload"])))):
+            src = json.loads(r["payload"])
+            skip = frozenset(src.pop("committed_keys", None) or ())
+            for n, new in enumerate(self._segment_source(SourceInfo(**src), skip)):
                 if n == 0:  # the source's own stats (ingest) travel on with its first output row
                     new["stats"] = json.dumps(merge_stats(json.loads(r["stats"]), json.loads(new["stats"])))
                 pending.append(new)
@@ -72,7 +74,7 @@ class EventSegmenter:
         if pending:
             yield to_batch(pending)
 
-    def _segment_source(self, src: SourceInfo) -> Iterator[dict]:
+    def _segment_source(self, src: SourceInfo, skip_keys: frozenset[str]) -> Iterator[dict]:
         sr = self.cfg.ingest.sample_rate
         total = 0
 
@@ -89,7 +91,7 @@ class EventSegmenter:
                 if total < self.cfg.ingest.min_source_s * sr:
                     break  # the whole source is shorter (it fits one window, so `total` is final): below
                 key = segment_key(src.sha256, s.start_sample, s.end_sample, self.seg_hash)
-                if key in self.skip_keys:
+                if key in skip_keys:
                     skipped += 1
                     continue
                 ann = SegmentAnnotation(
@@ -120,3 +122,5 @@ class EventSegmenter:
         elif emitted == 0 and skipped == 0:
             yield quarantine(src.uri, STAGE, "AllSilence", f"no audible content in {total / sr:.1f} s of audio",
                              sha256=src.sha256)
+        yield row("source_done", json.dumps({"source_uri": src.uri, "source_sha256": src.sha256,
+                                             "segments": emitted + skipped}))

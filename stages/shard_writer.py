@@ -1,18 +1,7 @@
-"""ShardWriter: WebDataset tars + Parquet manifest + quarantine table, each shard committed atomically.
+"""ShardWriter: the Ray Datasink that writes WebDataset tars, the Parquet manifest, quarantine and ledger parts.
 
-Layout under OUT (any `pyarrow.fs` filesystem):
-    shards/shard-NNNNNN.tar         <key>.flac, <key>.json (SegmentAnnotation), <key>.txt (caption)
-    shards/shard-NNNNNN.keys.json   the commit marker: written last, lists the shard's keys (and, since
-                                    issue 22, tar_bytes, sha256 and members [[name, size]] for `verify`)
-    manifest/shard-NNNNNN.parquet   one row per segment (MANIFEST_SCHEMA), no audio
-    quarantine/part-<id>.parquet    QUARANTINE_SCHEMA rows
-A shard counts only when its tar and its sidecar are both in place (DESIGN.md §4): files are written under
-a temporary name and renamed (local), or uploaded whole (object stores make an object visible only when its
-upload completes, so a reader never sees a partial object).
-
-Shard names never collide. Locally a name is claimed with a hard link, which fails if the name exists. An
-object store has no such call through pyarrow, and listing-then-writing races, so there the name carries the
-run's id (`shard-NNNNNN-<run>`): numbers are unique within a run (one counter actor), run ids across runs.
+Each shard is committed atomically (tar, then manifest part, then the sidecar marker); the output's layout,
+the atomic writes and the ledger live in pipeline/ledger.py, which the job runner reads on resume.
 """
 
 from __future__ import annotations
@@ -21,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import tarfile
 import tempfile
 import uuid
@@ -30,19 +18,17 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 from ray.data.block import BlockAccessor
 from ray.data.datasource.datasink import Datasink, WriteResult
 
+from pipeline.ledger import SUBDIRS, NameTaken, write_atomic, write_sources_done
+from pipeline.sources import filesystem_for
 from schemas.annotation import QuarantineRecord, SegmentAnnotation
 from schemas.tables import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, manifest_row, quarantine_row
 from stages.caption_report import count_caption, new_caption_counts
-from stages.ingest import filesystem_for
 from stages.rows import audio_of, merge_stats, to_rows
-
-SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
 
 
 @ray.remote(num_cpus=0)
@@ -55,92 +41,6 @@ class ShardCounter:
     def next(self) -> int:
         self.next_index += 1
         return self.next_index - 1
-
-
-# ------------------------------------------------------------------ filesystem helpers
-def _write(out, data: bytes | None, local_file: str | None) -> None:
-    if local_file is None:
-        out.write(data)
-        return
-    with open(local_file, "rb") as src:
-        while chunk := src.read(8 << 20):
-            out.write(chunk)
-
-
-class NameTaken(FileExistsError):
-    """The final name already exists (another writer got there first): nothing was written."""
-
-
-def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, local_file: str | None = None,
-                 exclusive: bool = False) -> None:
-    """Write `data` (or the content of `local_file`) so that readers see all of the file or nothing.
-
-    `exclusive` never replaces an existing file (raises NameTaken): a shard name is claimed, not overwritten.
-    """
-    if isinstance(fs, pafs.LocalFileSystem):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
-        with open(tmp, "wb") as out:
-            _write(out, data, local_file)
-        if not exclusive:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)  # atomic, and fails if the name exists
-        except FileExistsError as e:
-            raise NameTaken(path) from e
-        finally:
-            os.unlink(tmp)
-        return
-    # an object becomes visible only when its upload completes; names written with `exclusive` are unique
-    # by construction on object stores (see run_suffix), so there is nothing to claim
-    with fs.open_output_stream(path) as out:
-        _write(out, data, local_file)
-
-
-def committed_shards(output: str) -> dict[str, list[str]]:
-    """{shard name: keys} of every shard whose tar and sidecar are both present."""
-    fs, root = filesystem_for(output)
-    sel = pafs.FileSelector(f"{root}/shards", allow_not_found=True)
-    names = {fi.base_name for fi in fs.get_file_info(sel) if fi.type == pafs.FileType.File}
-    out = {}
-    for name in sorted(names):
-        m = SHARD_RE.match(name)
-        if m and m.group(3) == "keys.json" and f"{m.group(1)}.tar" in names:
-            with fs.open_input_stream(f"{root}/shards/{name}") as f:
-                out[m.group(1)] = json.loads(f.read())["keys"]
-    return out
-
-
-def clean_uncommitted(output: str) -> list[str]:
-    """Remove what a killed run left half-written: temp files, tars and manifest parts without a sidecar."""
-    fs, root = filesystem_for(output)
-    committed = set(committed_shards(output))
-    removed = []
-    for sub in ("shards", "manifest", "quarantine"):
-        sel = pafs.FileSelector(f"{root}/{sub}", allow_not_found=True)
-        for fi in fs.get_file_info(sel):
-            if fi.type != pafs.FileType.File:
-                continue
-            stem = fi.base_name.split(".")[0]
-            orphan = sub in ("shards", "manifest") and stem.startswith("shard-") and stem not in committed
-            if fi.base_name.startswith(".tmp-") or orphan:
-                fs.delete_file(fi.path)
-                removed.append(fi.path)
-    return removed
-
-
-def next_shard_index(output: str) -> int:
-    fs, root = filesystem_for(output)
-    sel = pafs.FileSelector(f"{root}/shards", allow_not_found=True)
-    idx = [int(m.group(2)) for fi in fs.get_file_info(sel) if (m := SHARD_RE.match(fi.base_name))]
-    return max(idx) + 1 if idx else 0
-
-
-def run_suffix(output: str) -> str:
-    """'' on a local disk (names are claimed by hard link); '-<8 hex>' unique to this run on an object store."""
-    fs, _ = filesystem_for(output)
-    return "" if isinstance(fs, pafs.LocalFileSystem) else f"-{uuid.uuid4().hex[:8]}"
 
 
 # ------------------------------------------------------------------ the sink
@@ -203,13 +103,14 @@ class ShardWriter(Datasink[dict]):
 
     def on_write_start(self, schema=None) -> None:
         fs, root = filesystem_for(self.output)
-        for sub in ("shards", "manifest", "quarantine"):
+        for sub in SUBDIRS:
             fs.create_dir(f"{root}/{sub}", recursive=True)
 
     def write(self, blocks: Iterable, ctx) -> dict:
         fs, root = filesystem_for(self.output)
         stats: dict[str, dict[str, float]] = {}
         quarantined: list[dict] = []
+        sources_done: list[dict] = []
         routes: Counter = Counter()
         captions: dict[str, Counter] = new_caption_counts()
         result = {"shards": [], "segments": 0, "audio_s": 0.0, "quarantined": 0}
@@ -221,6 +122,9 @@ class ShardWriter(Datasink[dict]):
                     merge_stats(stats, json.loads(r["stats"] or "{}"))
                     if r["kind"] == "quarantine":
                         quarantined.append(quarantine_row(QuarantineRecord.model_validate_json(r["payload"])))
+                        continue
+                    if r["kind"] == "source_done":
+                        sources_done.append(json.loads(r["payload"]))
                         continue
                     if r["kind"] != "segment":
                         continue
@@ -244,6 +148,7 @@ class ShardWriter(Datasink[dict]):
             buf = pa.BufferOutputStream()
             pq.write_table(table, buf)
             write_atomic(fs, f"{root}/quarantine/part-{ident}.parquet", buf.getvalue().to_pybytes())
+        write_sources_done(self.output, sources_done)  # after this task's shards: see pipeline/ledger.py
         result["quarantined"] = len(quarantined)
         result["stats"] = stats
         result["routes"] = dict(routes)

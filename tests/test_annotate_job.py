@@ -134,7 +134,7 @@ def test_shards_open_with_webdataset_three_members_per_key(job):
 
 
 def test_segment_audio_maps_back_to_its_source(job):
-    from stages.ingest import read_segment_audio
+    from pipeline.decode import read_segment_audio
 
     _, out = job
     m = manifest(out)

@@ -65,7 +65,7 @@ def keys_in(client, bucket: str, prefix: str) -> list[str]:
 
 
 def test_listing_an_s3_prefix_pages_past_1000_keys(s3, monkeypatch):
-    from stages.ingest import list_sources
+    from pipeline.sources import list_sources
 
     env, client = s3
     for k, v in env.items():

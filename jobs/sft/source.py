@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.sources import filesystem_for
 from schemas.annotation import SegmentAnnotation
-from stages.ingest import filesystem_for
 
 
 @dataclass(frozen=True)
