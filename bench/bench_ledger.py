@@ -148,6 +148,7 @@ def resume_new(base: Path) -> dict:
 
 def resume_old(base: Path) -> dict:
     """What run_annotate did before: every source into a list, every committed key into one frozenset."""
+    import pipeline.run  # noqa: F401 - the same imports as the new path (ray among them): the same baseline
     from pipeline.ledger import committed_shards
     from pipeline.sources import list_sources
 

@@ -222,11 +222,13 @@ class SourceLedger:
     committed_keys: int = 0
     shards: int = 0
 
-    def state(self, uri: str) -> str | tuple[str, ...] | None:
-        d = np.uint64(uri_digest(uri))
-        if _in_sorted(self.complete, np.array([d]))[0]:
+    def state(self, uri: str, digest: int | None = None) -> str | tuple[str, ...] | None:
+        """"complete", the committed keys of a partial source, or None; `digest` = uri_digest(uri) if known."""
+        d = uri_digest(uri) if digest is None else digest
+        i = int(self.complete.searchsorted(np.uint64(d)))
+        if i < self.complete.size and int(self.complete[i]) == d:
             return "complete"
-        return self.partial.get(int(d))
+        return self.partial.get(d)
 
     def complete_content(self) -> ContentDigests:
         """The bytes of the complete sources: another URI with the same bytes is DuplicateContent."""
@@ -281,10 +283,11 @@ class SourceLedger:
             if not partial_d.size or not _in_sorted(partial_d, d).any():
                 continue
             t = pq.read_table(f"{root}/manifest/{name}.parquet", filesystem=fs, columns=["source_uri", "key"])
-            digs = _digests(t.column("source_uri").to_pylist())
-            for dig, key, keep in zip(digs, t.column("key").to_pylist(), _in_sorted(partial_d, digs), strict=True):
-                if keep:
-                    partial.setdefault(int(dig), []).append(key)
+            uris = pc.unique(t.column("source_uri").combine_chunks())
+            wanted = pc.filter(uris, pa.array(_in_sorted(partial_d, _digests(uris.to_pylist()))))
+            t = t.filter(pc.is_in(t.column("source_uri"), value_set=wanted))
+            for uri, key in zip(t.column("source_uri").to_pylist(), t.column("key").to_pylist(), strict=True):
+                partial.setdefault(uri_digest(uri), []).append(key)
         return cls(complete=complete, partial={d: tuple(sorted(k)) for d, k in partial.items()},
                    complete_sha256=np.unique(s_done[is_complete]), committed_keys=int(n_com.sum()),
                    shards=len(names))

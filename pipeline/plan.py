@@ -24,13 +24,15 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
     actor_stages = [("segment", cfg.segmenter.resources), ("speech", cfg.speech.resources),
                     ("music", cfg.music.resources), ("general", cfg.general.resources)]
     p = {name: place(res, name, len(actor_stages), cluster) for name, res in actor_stages}
+    custom = {name: res.resources for name, res in actor_stages}  # custom Ray resources: which nodes
     conf = cfg.model_dump(mode="json")
 
     def actor(stage_cls, name, **kwargs):
         pl = p[name]
         return dict(fn=stage_cls, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **kwargs},
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pl.pool_size),
-                    num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size, batch_format="numpy")
+                    num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size, batch_format="numpy",
+                    **({"resources": custom[name]} if custom[name] else {}))
 
     def task(fn):
         return dict(fn=fn, num_cpus=TASK_CPUS, batch_size=16, batch_format="numpy")

@@ -27,7 +27,14 @@ from pipeline.ledger import (
 from pipeline.plan import build_plan
 from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS
-from pipeline.sources import SourceSpool, filesystem_for, iter_sources, redact_uri, uri_digest
+from pipeline.sources import (
+    SourceSpool,
+    filesystem_for,
+    iter_sources,
+    read_spool_slice,
+    redact_uri,
+    uri_digest,
+)
 from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
@@ -79,6 +86,23 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
         return result
 
 
+def _read_slices(batch):
+    """Task: spool slices {"path", "lo", "hi"} -> their source_ref rows (one block per slice)."""
+    import pyarrow as pa
+
+    return pa.concat_tables([read_spool_slice(p, lo, hi) for p, lo, hi in
+                             zip(*(batch.column(c).to_pylist() for c in ("path", "lo", "hi")), strict=True)])
+
+
+def on_driver_node() -> dict:
+    """Options that keep a job's control actors (shard counter, content registry) on the driver's node: a
+    worker node that goes away mid-job takes annotation actors and tasks with it, which Ray retries, but
+    never the counter (a restarted one would hand out numbers again) or the registry."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
+
+
 def uncommit_damaged_shards(output: str) -> list[str]:
     """Remove the marker of every shard verify finds damaged (the rest follows as uncommitted): keys re-done."""
     rep = OutputVerifier(output).run()
@@ -107,13 +131,15 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
 
-    counter = ShardCounter.remote(next_shard_index(output))
+    counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
     try:
         if spool.rows:
-            blocks = cfg.ingest.read_parallelism or max(1, min(spool.rows, 1000))
-            refs = ray.data.read_parquet(spool.paths, filesystem=spool.fs, override_num_blocks=blocks)
-            registry = ContentRegistry.remote(ledger.complete_content() if ledger.complete.size else None)
+            slices = spool.slices(cfg.ingest.read_parallelism or min(spool.rows, 1000))  # spread small files
+            refs = ray.data.from_items(slices, override_num_blocks=len(slices)).map_batches(
+                _read_slices, batch_size=1, batch_format="pyarrow", num_cpus=TASK_CPUS)
+            registry = ContentRegistry.options(**on_driver_node()).remote(
+                ledger.complete_content() if ledger.complete.size else None)
             ds = build_plan(cfg, refs, output, registry)
             ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
     finally:
@@ -200,12 +226,12 @@ def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quaranti
               "resumed_partial": 0}
     for src in iter_sources(inputs, cfg.ingest.extensions):
         counts["listed"] += 1
-        digest = np.uint64(uri_digest(src["uri"]))
-        i = int(np.searchsorted(quarantined, digest))
-        if i < quarantined.size and quarantined[i] == digest:
+        digest = uri_digest(src["uri"])
+        i = int(quarantined.searchsorted(np.uint64(digest))) if quarantined.size else 0
+        if i < quarantined.size and int(quarantined[i]) == digest:
             counts["skipped_already_quarantined"] += 1
             continue
-        state = ledger.state(src["uri"])
+        state = ledger.state(src["uri"], digest)
         if state == "complete":
             counts["skipped_already_complete"] += 1
             continue

@@ -234,3 +234,20 @@ class SourceSpool:
 
     def remove(self) -> None:
         self.fs.delete_dir(self.root)
+
+    def slices(self, n: int) -> list[dict]:
+        """The spooled rows cut into `n` (or fewer) ranges {"path", "lo", "hi"} of about equal size, in order."""
+        sizes = [self.chunk_rows] * (len(self.paths) - 1) + [self.rows - self.chunk_rows * (len(self.paths) - 1)]
+        per = max(1, -(-self.rows // max(1, n)))
+        out = []
+        for path, size in zip(self.paths, sizes, strict=True):
+            out += [{"path": path, "lo": lo, "hi": min(lo + per, size)} for lo in range(0, size, per)]
+        return out
+
+
+def read_spool_slice(path: str, lo: int, hi: int):
+    """Rows [lo, hi) of one spooled part, as an Arrow table."""
+    import pyarrow.parquet as pq
+
+    fs, p = filesystem_for(path)
+    return pq.read_table(p, filesystem=fs).slice(lo, hi - lo)

@@ -14,3 +14,6 @@ class ActorResources(BaseModel):
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor; fractional packs small models on one GPU")
     concurrency: int | None = Field(None, ge=1, description="actors in the pool; None = derived from resources")
     batch_size: int = Field(8, ge=1, description="segments per batch handed to the model")
+    resources: dict[str, float] = Field(default_factory=dict,
+                                        description="custom Ray resources per actor, e.g. {worker: 0.5}: "
+                                                    "places the stage on the nodes that offer them")

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 from ray.data.block import BlockAccessor
@@ -33,14 +34,28 @@ from stages.rows import audio_of, merge_stats, to_rows
 
 @ray.remote(num_cpus=0)
 class ShardCounter:
-    """Hands out consecutive shard numbers to the write tasks of one job."""
+    """Hands out consecutive shard numbers to the write tasks of one job, and remembers the keys each write
+    task in flight is committing: Ray retries a task whose node went away, and the retry (same task id)
+    skips what the lost attempt had committed (the shards whose marker exists). Holds keys only while their
+    task runs."""
 
     def __init__(self, start: int):
         self.next_index = start
+        self.by_task: dict[str, list[tuple[str, list[str]]]] = {}
 
     def next(self) -> int:
         self.next_index += 1
         return self.next_index - 1
+
+    def begin(self, task_id: str) -> list[tuple[str, list[str]]]:
+        """(shard name, keys) of every commit an earlier attempt of `task_id` started."""
+        return self.by_task.get(task_id, [])
+
+    def committing(self, task_id: str, name: str, keys: list[str]) -> None:
+        self.by_task.setdefault(task_id, []).append((name, keys))
+
+    def finished(self, task_id: str) -> None:
+        self.by_task.pop(task_id, None)
 
 
 # ------------------------------------------------------------------ the sink
@@ -114,6 +129,10 @@ class ShardWriter(Datasink[dict]):
         routes: Counter = Counter()
         captions: dict[str, Counter] = new_caption_counts()
         result = {"shards": [], "segments": 0, "audio_s": 0.0, "quarantined": 0}
+        task_id = ray.get_runtime_context().get_task_id()
+        committed_before = {k for name, keys in ray.get(self.counter.begin.remote(task_id))  # a lost attempt's
+                            if fs.get_file_info(f"{root}/shards/{name}.keys.json").type == pafs.FileType.File
+                            for k in keys}
         with tempfile.TemporaryDirectory(prefix="eventcap-shard-") as tmpdir:
             shard = None
             for block in blocks:
@@ -129,6 +148,8 @@ class ShardWriter(Datasink[dict]):
                     if r["kind"] != "segment":
                         continue
                     seg = SegmentAnnotation.model_validate_json(r["payload"])
+                    if seg.key in committed_before:
+                        continue
                     if shard is None:
                         shard = _OpenShard(tmpdir)
                     shard.add(seg, audio_of(r))
@@ -137,10 +158,10 @@ class ShardWriter(Datasink[dict]):
                     result["segments"] += 1
                     result["audio_s"] += seg.duration_s
                     if shard.size() >= self.target_bytes:
-                        result["shards"].append(self._commit(fs, root, shard))
+                        result["shards"].append(self._commit(fs, root, shard, task_id))
                         shard = None
             if shard is not None:
-                result["shards"].append(self._commit(fs, root, shard))
+                result["shards"].append(self._commit(fs, root, shard, task_id))
         if quarantined:
             table = pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA)
             ident = hashlib.sha256(json.dumps([(q["source_uri"], q["stage"], q["key"]) for q in quarantined],
@@ -149,13 +170,14 @@ class ShardWriter(Datasink[dict]):
             pq.write_table(table, buf)
             write_atomic(fs, f"{root}/quarantine/part-{ident}.parquet", buf.getvalue().to_pybytes())
         write_sources_done(self.output, sources_done)  # after this task's shards: see pipeline/ledger.py
+        self.counter.finished.remote(task_id)
         result["quarantined"] = len(quarantined)
         result["stats"] = stats
         result["routes"] = dict(routes)
         result["captions"] = {k: dict(v) for k, v in captions.items()}
         return result
 
-    def _commit(self, fs, root: str, shard: _OpenShard) -> str:
+    def _commit(self, fs, root: str, shard: _OpenShard, task_id: str) -> str:
         """Claim a shard name with the tar, then write its manifest part, then its sidecar (the commit)."""
         shard.tar.close()
         while True:
@@ -171,6 +193,7 @@ class ShardWriter(Datasink[dict]):
         write_atomic(fs, f"{root}/manifest/{name}.parquet", buf.getvalue().to_pybytes())
         sidecar = {"shard": f"{name}.tar", "keys": [s.key for s in shard.segments],
                    "audio_s": sum(s.duration_s for s in shard.segments), **shard_fingerprint(shard.path)}
+        ray.get(self.counter.committing.remote(task_id, name, sidecar["keys"]))
         write_atomic(fs, f"{root}/shards/{name}.keys.json", json.dumps(sidecar).encode())  # the commit point
         os.unlink(shard.path)
         return name

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.ledger import SourceLedger, clean_uncommitted, committed_shard_names, write_sources_done
-from pipeline.sources import SourceSpool, iter_sources, list_sources
+from pipeline.sources import SourceSpool, iter_sources, list_sources, read_spool_slice
 
 
 def test_listing_streams_directories_and_every_manifest_kind_each_uri_once(tmp_path):
@@ -96,5 +96,9 @@ def test_spool_writes_parts_as_rows_come(tmp_path):
     spool.flush()
     assert spool.rows == 7
     assert pq.read_table(spool.paths).column("payload").to_pylist() == [str(i) for i in range(7)]
+    assert spool.slices(3) == [{"path": spool.paths[0], "lo": 0, "hi": 3}, {"path": spool.paths[1], "lo": 0, "hi": 3},
+                               {"path": spool.paths[2], "lo": 0, "hi": 1}]
+    cut = spool.slices(100)
+    assert len(cut) == 7 and [read_spool_slice(**c).column("payload")[0].as_py() for c in cut] == [str(i) for i in range(7)]
     spool.remove()
     assert not (tmp_path / ".listing-x").exists()
