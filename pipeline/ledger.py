@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.sources import filesystem_for, uri_digest
+from pipeline.sources import filesystem_for, s3_settings, uri_digest
 
 SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
 SUBDIRS = ("shards", "manifest", "quarantine", "ledger")
@@ -129,11 +129,34 @@ def clean_uncommitted(output: str) -> list[str]:
             if fi.base_name.startswith(".tmp-") or orphan:
                 fs.delete_file(fi.path)
                 removed.append(fi.path)
+    removed += abort_incomplete_uploads(output)
     for fi in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):  # the output's lease: one writer
         if fi.type == pafs.FileType.Directory and fi.base_name.startswith(SPOOL_PREFIX):
             fs.delete_dir(fi.path)
             removed.append(fi.path)
     return removed
+
+
+def abort_incomplete_uploads(output: str) -> list[str]:
+    """Abort the multipart uploads a killed run left under an s3:// output (invisible, but stored and billed).
+
+    The output's lease (pipeline/lease.py) means no live writer: every upload in progress under it is a dead
+    run's. pyarrow has no call to list uploads, so this one uses boto3. Returns "s3://bucket/key (upload id)".
+    """
+    if not output.startswith("s3://"):
+        return []
+    bucket, _, prefix = output[len("s3://"):].partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    client = s3_settings().client()
+    aborted, kw = [], {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        page = client.list_multipart_uploads(**kw)
+        for up in page.get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+            aborted.append(f"s3://{bucket}/{up['Key']} (incomplete upload {up['UploadId'][:12]})")
+        if not page.get("IsTruncated"):
+            return aborted
+        kw |= {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
 
 def next_shard_index(output: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -28,7 +29,9 @@ from pipeline.plan import build_plan
 from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS
 from pipeline.sources import (
+    S3Settings,
     SourceSpool,
+    configure_s3,
     filesystem_for,
     iter_sources,
     read_spool_slice,
@@ -60,11 +63,14 @@ class JobResult:
         return self.report["quarantined"]["count"]
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, s3: S3Settings | None = None) -> None:
+    """Start or join Ray. S3 settings from the config reach the workers through a setup hook (pickled into
+    Ray's function table), not through environment variables, which Ray shows in its dashboard."""
     if ray.is_initialized():
         return
+    env = {"worker_process_setup_hook": functools.partial(configure_s3, s3)} if s3 and not s3.empty else None
     ray.init(address=address, log_to_driver=False, include_dashboard=False if address is None else None,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, runtime_env=env)
 
 
 def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False,
@@ -74,6 +80,9 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     `repair` first uncommits the shards `eventcap verify` finds damaged, so this run re-does only their keys.
     Raises LeaseHeld, before touching anything, when another live job writes `output`.
     """
+    s3 = S3Settings(**cfg.s3.model_dump())
+    if not s3.empty:
+        configure_s3(s3)
     with OutputLease(output) as lease:
         repaired = uncommit_damaged_shards(output) if repair else []
         result = _run_annotate(inputs, output, cfg, progress)
@@ -126,7 +135,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     spool = SourceSpool(f"{output}/{SPOOL_PREFIX}{uuid.uuid4().hex[:8]}")
     counts = spool_todo(inputs, cfg, ledger, _quarantined_sources(output), spool)
 
-    init_ray(cfg.ray_address)
+    init_ray(cfg.ray_address, S3Settings(**cfg.s3.model_dump()))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
@@ -21,10 +22,65 @@ TABLE_MANIFEST_EXTENSIONS = {"tsv", "parquet"}  # a `uri` column (or the first c
 MANIFEST_BATCH_ROWS = 65536
 
 
+@dataclass(frozen=True)
+class S3Settings:
+    """S3 endpoint, region and credentials from the job config; unset fields fall back to the AWS environment.
+
+    `configure_s3` makes them this process's settings for every s3:// URI; a job hands them to its Ray workers
+    through a worker setup hook (pipeline/run.py), never through logged environment variables.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.endpoint_url, self.region, self.access_key_id, self.secret_access_key))
+
+    def filesystem(self) -> pafs.S3FileSystem:
+        kw: dict = {}
+        if self.endpoint_url:
+            scheme, _, host = self.endpoint_url.rpartition("://")
+            kw |= {"endpoint_override": host.rstrip("/"), "scheme": scheme or "https"}
+        if self.region:
+            kw["region"] = self.region
+        if self.access_key_id and self.secret_access_key:
+            kw |= {"access_key": self.access_key_id, "secret_key": self.secret_access_key,
+                   "session_token": self.session_token}
+        return pafs.S3FileSystem(**kw)
+
+    def client(self):
+        """A boto3 S3 client with the same settings (for the calls pyarrow lacks, e.g. multipart uploads)."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url or None, region_name=self.region or None,
+                            aws_access_key_id=self.access_key_id or None,
+                            aws_secret_access_key=self.secret_access_key or None,
+                            aws_session_token=self.session_token or None)
+
+
+_S3 = S3Settings()
+
+
+def configure_s3(settings: S3Settings) -> None:
+    """Use `settings` for every s3:// URI this process opens (a worker setup hook calls it on each worker)."""
+    global _S3
+    _S3 = settings
+
+
+def s3_settings() -> S3Settings:
+    return _S3
+
+
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem and in-filesystem path of a URI or local path."""
     if "://" not in uri:
         return pafs.LocalFileSystem(), os.path.abspath(uri)
+    if uri.startswith("s3://") and not _S3.empty:
+        return _S3.filesystem(), uri[len("s3://"):].rstrip("/")
     return pafs.FileSystem.from_uri(uri)
 
 
