@@ -157,6 +157,7 @@ def test_same_input_gives_same_keys_and_rerun_duplicates_nothing(job, corpus, tm
 
     rerun = run_job([corpus], out)  # everything is committed: nothing new, nothing duplicated
     assert rerun.segments == 0 and rerun.report["segments"]["skipped_already_committed"] == len(keys)
+    assert rerun.report["sources"]["skipped_already_complete"] >= 4  # per-source ledger: not even decoded
     assert manifest(out).key.is_unique and set(manifest(out).key) == keys
 
 
@@ -171,6 +172,7 @@ def test_killed_between_tar_and_sidecar_is_redone_exactly_once(job, corpus, tmp_
     (work / "shards" / ".tmp-deadbeef-shard-000099.tar").write_bytes(b"partial")
     result = run_job([corpus], work)
     assert result.segments == len(lost)
+    assert result.report["sources"]["skipped_already_complete"] >= 3  # only sources with a lost key are redone
     m = manifest(work)
     assert m.key.is_unique and set(m.key) == keys
     assert not list((work / "shards").glob(".tmp-*"))
