@@ -42,6 +42,7 @@ from pipeline.sources import filesystem_for, s3_settings, uri_digest
 
 SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
 SUBDIRS = ("shards", "manifest", "quarantine", "ledger")
+READ_GROUP = 64  # manifest parts read together (in parallel) when the ledger is loaded
 SPOOL_PREFIX = ".listing-"  # OUT/.listing-<run>/part-N.parquet: a run's sources to do (removed when it ends)
 SOURCE_DONE_SCHEMA = pa.schema([("source_uri", pa.string()), ("source_sha256", pa.string()),
                                 ("segments", pa.int64())])
@@ -284,15 +285,17 @@ class SourceLedger:
         del done_d, done_n, done_s
 
         names = committed_shard_names(output)
-        part_digests: list[np.ndarray] = []
-        part_counts: list[np.ndarray] = []
-        for name in names:
-            t = pq.read_table(f"{root}/manifest/{name}.parquet", filesystem=fs, columns=["source_uri"])
+        groups = [[f"{root}/manifest/{n}.parquet" for n in names[i:i + READ_GROUP]]
+                  for i in range(0, len(names), READ_GROUP)]
+        group_digests: list[np.ndarray] = []
+        group_counts: list[np.ndarray] = []
+        for paths in groups:  # a group's files are read in parallel by pyarrow's threads
+            t = pq.read_table(paths, filesystem=fs, columns=["source_uri"])
             vc = pc.value_counts(t.column("source_uri").combine_chunks())
-            part_digests.append(_digests(vc.field("values").to_pylist()))
-            part_counts.append(vc.field("counts").to_numpy().astype(np.int64))
-        d_com, n_com = _sum_by_digest(_cat(part_digests, np.uint64), _cat(part_counts, np.int64))
-        del part_counts
+            group_digests.append(_digests(vc.field("values").to_pylist()))
+            group_counts.append(vc.field("counts").to_numpy().astype(np.int64))
+        d_com, n_com = _sum_by_digest(_cat(group_digests, np.uint64), _cat(group_counts, np.int64))
+        del group_counts
 
         committed_for_done = np.zeros(d_done.size, np.int64)
         hit = _in_sorted(d_com, d_done)
@@ -302,10 +305,10 @@ class SourceLedger:
         partial_d = d_com[~_in_sorted(complete, d_com)]
 
         partial: dict[int, list[str]] = {}
-        for name, d in zip(names, part_digests, strict=True):
+        for paths, d in zip(groups, group_digests, strict=True):  # only groups holding a partial source
             if not partial_d.size or not _in_sorted(partial_d, d).any():
                 continue
-            t = pq.read_table(f"{root}/manifest/{name}.parquet", filesystem=fs, columns=["source_uri", "key"])
+            t = pq.read_table(paths, filesystem=fs, columns=["source_uri", "key"])
             uris = pc.unique(t.column("source_uri").combine_chunks())
             wanted = pc.filter(uris, pa.array(_in_sorted(partial_d, _digests(uris.to_pylist()))))
             t = t.filter(pc.is_in(t.column("source_uri"), value_set=wanted))
