@@ -32,57 +32,67 @@ def job_config():
     return cfg
 
 
-class NodeRemover(threading.Thread):
-    """Watches the job; after the first committed shard, removes the worker node hosting the most actors."""
+class JobThread(threading.Thread):
+    """Runs the annotate job, so that the main thread can add nodes (Ray installs signal handlers there)."""
 
-    def __init__(self, cluster, workers: list, out: Path):
+    def __init__(self, corpus: str, out: str):
         super().__init__(daemon=True)
-        self.cluster, self.workers, self.out = cluster, workers, out
-        self.actor_nodes: set[str] = set()
-        self.removed_at_shards: int | None = None
-        self.stop = threading.Event()
+        self.corpus, self.out = corpus, out
+        self.result = self.error = None
 
     def run(self) -> None:
-        from ray._private.state import actors as actor_table  # from the GCS: no dashboard needed
+        from pipeline.run import run_annotate
 
-        while not self.stop.is_set() and self.removed_at_shards is None:
-            workers = {w.node_id: w for w in self.workers}
-            hosts = [a["Address"]["NodeID"] for a in actor_table().values()
-                     if a["State"] == "ALIVE" and "MapWorker" in a["ActorClassName"]]
-            self.actor_nodes |= {n for n in hosts if n in workers}
-            shards = len(list((self.out / "shards").glob("*.keys.json")))
-            if shards:  # mid-job: something is committed, not everything
-                busiest = max(workers, key=hosts.count)
-                self.cluster.remove_node(workers[busiest], allow_graceful=False)
-                self.cluster.add_node(**WORKER)
-                self.removed_at_shards = shards
-            time.sleep(0.2)
+        try:
+            self.result = run_annotate([self.corpus], self.out, job_config())
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            self.error = e
+
+
+def remove_busiest_worker(cluster, workers: list, job: JobThread, out: Path) -> tuple[set[str], int | None]:
+    """Watch the job; at its first committed shard, remove the worker node hosting the most actors and add a
+    fresh one. Returns the worker nodes seen hosting actors, and how many shards were committed at removal."""
+    from ray._private.state import actors as actor_table  # from the GCS: no dashboard needed
+
+    seen: set[str] = set()
+    while job.is_alive():
+        by_id = {w.node_id: w for w in workers}
+        hosts = [a["Address"]["NodeID"] for a in actor_table().values()
+                 if a["State"] == "ALIVE" and "MapWorker" in a["ActorClassName"]]
+        seen |= {n for n in hosts if n in by_id}
+        shards = len(list((out / "shards").glob("*.keys.json")))
+        if shards:  # mid-job: something is committed, not everything
+            cluster.remove_node(by_id[max(by_id, key=hosts.count)], allow_graceful=False)
+            cluster.add_node(**WORKER)
+            return seen, shards
+        time.sleep(0.2)
+    return seen, None
 
 
 def main(corpus: str, out: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from pipeline.run import run_annotate
-
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                             "node_ip_address": "127.0.0.1"})
     workers = [cluster.add_node(**WORKER) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    remover = NodeRemover(cluster, workers, Path(out))
-    remover.start()
+    job = JobThread(corpus, out)
+    job.start()
     try:
-        result = run_annotate([corpus], out, job_config())
+        actor_nodes, removed_at = remove_busiest_worker(cluster, workers, job, Path(out))
+        job.join()
     finally:
-        remover.stop.set()
         ray.shutdown()
         cluster.shutdown()
+    if job.error is not None:
+        raise job.error
     import pyarrow.parquet as pq
 
     keys = pq.read_table(Path(out) / "manifest", columns=["key"]).column("key").to_pylist()
-    print(json.dumps({"keys": keys, "actor_nodes": len(remover.actor_nodes),
-                      "removed_at_shards": remover.removed_at_shards, "segments": result.segments}))
+    print(json.dumps({"keys": keys, "actor_nodes": len(actor_nodes), "removed_at_shards": removed_at,
+                      "segments": job.result.segments}))
 
 
 if __name__ == "__main__":
