@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -38,8 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.sources import filesystem_for, s3_settings, uri_digest
+from pipeline.sources import filesystem_for, redact_uri, s3_settings, uri_digest
 
+log = logging.getLogger(__name__)
 SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
 SUBDIRS = ("shards", "manifest", "quarantine", "ledger")
 READ_GROUP = 64  # manifest parts read together (in parallel) when the ledger is loaded
@@ -151,7 +153,11 @@ def abort_incomplete_uploads(output: str) -> list[str]:
     client = s3_settings().client()
     aborted, kw = [], {"Bucket": bucket, "Prefix": prefix}
     while True:
-        page = client.list_multipart_uploads(**kw)
+        try:
+            page = client.list_multipart_uploads(**kw)
+        except Exception as e:  # noqa: BLE001 - e.g. no s3:ListBucketMultipartUploads permission: not fatal
+            log.warning("could not list incomplete uploads under %s: %s", redact_uri(output), type(e).__name__)
+            return aborted
         for up in page.get("Uploads", []):
             client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
             aborted.append(f"s3://{bucket}/{up['Key']} (incomplete upload {up['UploadId'][:12]})")
