@@ -54,15 +54,15 @@ def main() -> None:
     args = ap.parse_args()
 
     from annotators.base import BranchInput, SegmentEvidence
-    from annotators.general.annotator import SoundEventAnnotator
-    from annotators.general.yamnet import HOP_S, WINDOW_S
+    from annotators.common.yamnet import HOP_S, WINDOW_S
+    from annotators.general.annotator import GeneralAudioAnnotator
     from annotators.music.annotator import MusicAnnotator
     from schemas.general_config import GeneralConfig
     from schemas.music_config import MusicConfig
 
     music = MusicAnnotator(MusicConfig())
     music_notes = MusicAnnotator(MusicConfig(transcribe_notes=True))
-    sound = SoundEventAnnotator(GeneralConfig())
+    sound = GeneralAudioAnnotator(GeneralConfig())
     yam = music._yamnet
 
     def items(audios, with_evidence):

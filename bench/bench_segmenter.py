@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from annotators.general.yamnet import YamNet
+from annotators.common.vad import SileroVad
+from annotators.common.yamnet import YamNet
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
-from annotators.speech.vad import SileroVad
 from schemas.config import SegmenterConfig
 from tests import mixtures as M
 

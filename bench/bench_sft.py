@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.annotation import SegmentAnnotation
+from schemas.compat import read_annotation
 from schemas.tables import MANIFEST_SCHEMA, manifest_row
 
 
@@ -41,7 +41,7 @@ def scale(src: Path, dst: Path, copies: int) -> int:
             continue
         with tarfile.open(tar_path) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
-        segs = [SegmentAnnotation.model_validate_json(v) for k, v in members.items() if k.endswith(".json")]
+        segs = [read_annotation(v) for k, v in members.items() if k.endswith(".json")]
         name = tar_path.name
         rows, keys = [], []
         with tarfile.open(dst / "shards" / name, "w") as out:

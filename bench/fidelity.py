@@ -54,13 +54,13 @@ class InProcessPipeline:
     """The annotate job's stages called in a plain loop on numpy audio (no Ray, no files)."""
 
     def __init__(self, cfg=None):
-        from annotators.general import build_sound_event_annotator
-        from annotators.general.yamnet import YamNet
+        from annotators.common.vad import SileroVad
+        from annotators.common.yamnet import YamNet
+        from annotators.general import build_general_audio_annotator
         from annotators.llm import build_caption_merger
         from annotators.music import build_music_annotator
         from annotators.segmentation import EventSegmenterCore, EvidenceModels
         from annotators.speech import build_speech_annotator
-        from annotators.speech.vad import SileroVad
         from schemas.config import JobConfig
 
         self.cfg = cfg or JobConfig()
@@ -70,11 +70,11 @@ class InProcessPipeline:
                                        self.cfg.ingest.window_s)
         self.speech = build_speech_annotator(self.cfg.speech)
         self.music = build_music_annotator(self.cfg.music)
-        self.sound = build_sound_event_annotator(self.cfg.general)
+        self.general = build_general_audio_annotator(self.cfg.general)
         self.merger = build_caption_merger(self.cfg.caption)
         self.branches = [("speech", self.speech, "speech", "speech_caption"),
                          ("music", self.music, "music", "music_caption"),
-                         ("general", self.sound, "sound", "sound_caption")]
+                         ("general", self.general, "general", "general_caption")]
 
     def __call__(self, audio: np.ndarray, name: str = "x") -> Run:
         from annotators.base import BranchInput
@@ -93,14 +93,14 @@ class InProcessPipeline:
                 key=f"{name}-{s.start_sample}", source_uri=name, source_sha256="-", sample_rate=SR,
                 start_sample=s.start_sample, end_sample=s.end_sample, start_s=s.start_sample / SR,
                 end_s=s.end_sample / SR, duration_s=(s.end_sample - s.start_sample) / SR, cut_reasons=s.cut_reasons,
-                routes=[], speech_share=s.speech_share, music_share=s.music_share, other_share=s.other_share,
+                routes=[], speech_share=s.speech_share, music_share=s.music_share, general_share=s.general_share,
                 top_classes=s.top_classes, config_hash="-",
             )
             try:
-                seg.routes = routes_for(seg.speech_share, seg.music_share, seg.other_share, self.cfg.router,
+                seg.routes = routes_for(seg.speech_share, seg.music_share, seg.general_share, self.cfg.router,
                                         seg.top_classes)
             except TypeError:  # a checkout before issue 21
-                seg.routes = routes_for(seg.speech_share, seg.music_share, seg.other_share, self.cfg.router)
+                seg.routes = routes_for(seg.speech_share, seg.music_share, seg.general_share, self.cfg.router)
             for branch, annotator, fld, cap in self.branches:
                 if branch not in seg.routes or annotator is None:
                     continue
@@ -247,9 +247,9 @@ def named_by_pipeline(run: Run, limit: int = 5) -> list[str]:
     out: list[str] = []
     for seg in run.segments:
         names: list[str] = []
-        if seg.sound is not None:
-            names += [t.label for t in getattr(seg.sound, "tags", [])][:limit]
-            names += [e.label for e in sorted(seg.sound.events, key=lambda e: -e.score)]
+        if seg.general is not None:
+            names += [t.label for t in getattr(seg.general, "tags", [])][:limit]
+            names += [e.label for e in sorted(seg.general.events, key=lambda e: -e.score)]
         elif seg.music is not None:
             names += (seg.music.instruments + seg.music.genres + [t.label for t in seg.music.tags])[:limit]
         for n in names:
@@ -259,7 +259,7 @@ def named_by_pipeline(run: Run, limit: int = 5) -> list[str]:
 
 
 def pipeline_onsets(run: Run) -> list[float]:
-    return _dedupe([seg.start_s + e.start_s for seg in run.segments if seg.sound is not None for e in seg.sound.events])
+    return _dedupe([seg.start_s + e.start_s for seg in run.segments if seg.general is not None for e in seg.general.events])
 
 
 def speaks_and_not(caption: str, routes: list[str]) -> bool:
@@ -280,7 +280,7 @@ def _ratio(a: float, b: float) -> str:
 
 # ------------------------------------------------------------------ the bench
 def evaluate(pipe: InProcessPipeline | None = None, log=print) -> dict:
-    from annotators.general.yamnet import HOP_S, class_names
+    from annotators.common.yamnet import HOP_S, class_names
     from bench.realset import load_realset
 
     t0 = time.perf_counter()
@@ -352,7 +352,7 @@ def evaluate(pipe: InProcessPipeline | None = None, log=print) -> dict:
         hit_pipe += ok["pipeline"]
         hit_mean += ok["mean"]
         hit_max += ok["max"]
-        n_events = sum(len(s.sound.events) for s in run.segments if s.sound is not None)
+        n_events = sum(len(s.general.events) for s in run.segments if s.general is not None)
         item("effects", e.id, named=named, yamnet_mean=mean5, yamnet_max=max5, hits=ok, n_events=n_events,
              routes=sorted({r for s in run.segments for r in s.routes}), captions=[s.caption for s in run.segments])
     res["metrics"]["effects_named_top5"] = {"n": len(rs.effects), "pipeline": hit_pipe, "yamnet_mean": hit_mean,
@@ -360,9 +360,9 @@ def evaluate(pipe: InProcessPipeline | None = None, log=print) -> dict:
     log(f"effects done ({time.perf_counter() - t0:.0f} s)")
 
     # ---- scenes: onsets, ticks, events cut
-    from annotators.general.annotator import SoundEventAnnotator
+    from annotators.general.annotator import GeneralAudioAnnotator
 
-    event_classes = pipe.sound._event_classes if isinstance(pipe.sound, SoundEventAnnotator) else np.arange(521)
+    event_classes = pipe.general._event_classes if isinstance(pipe.general, GeneralAudioAnnotator) else np.arange(521)
     f_pipe, f_yam, cut_pipe, cut_fixed, n_ev = [], [], 0, 0, 0
     max_snr = []
     for sc in rs.scenes:
@@ -379,7 +379,7 @@ def evaluate(pipe: InProcessPipeline | None = None, log=print) -> dict:
         cut_fixed += events_cut(intervals, fixed)
         f_pipe.append(onset_f1(ref, est))
         f_yam.append(onset_f1(ref, yam))
-        max_snr += [s.sound.snr_db for s in run.segments if s.sound is not None and s.sound.snr_db is not None]
+        max_snr += [s.general.snr_db for s in run.segments if s.general is not None and s.general.snr_db is not None]
         item("scenes", sc.id, onset_f1=round(f_pipe[-1], 3), yamnet_onset_f1=round(f_yam[-1], 3), n_ref=len(ref),
              n_events=len(est), n_yamnet=len(yam), cuts=[round(c, 2) for c in cuts], cut=events_cut(intervals, cuts, extents),
              captions=[s.caption for s in run.segments])

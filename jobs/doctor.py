@@ -112,7 +112,7 @@ def check_lock() -> str:
 
 
 def check_vad() -> str:
-    from annotators.speech.vad import SileroVad
+    from annotators.common.vad import SileroVad
 
     SileroVad()
     return f"silero-vad {_v('silero-vad')} (onnx)"
@@ -121,7 +121,7 @@ def check_vad() -> str:
 def check_yamnet() -> str:
     import numpy as np
 
-    from annotators.general.yamnet import YamNet
+    from annotators.common.yamnet import YamNet
 
     y = YamNet()
     s = y.scores(np.zeros(16000, np.float32))

@@ -14,15 +14,11 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from pipeline.sources import filesystem_for
+from schemas.errors import QuarantineError
 
 
-class IngestError(Exception):
-    """A source that cannot become audio. `error` is the class written to the quarantine table."""
-
-    def __init__(self, error: str, message: str):
-        super().__init__(message)
-        self.error = error
-        self.message = message
+class IngestError(QuarantineError):
+    """A source that cannot become audio. `error` (an ErrorClass) is the class written to the quarantine table."""
 
 
 @dataclass

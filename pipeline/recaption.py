@@ -24,6 +24,7 @@ from annotators.llm import build_caption_merger
 from pipeline.ledger import committed_shards, write_atomic
 from pipeline.sources import filesystem_for
 from schemas.annotation import SegmentAnnotation
+from schemas.compat import read_annotation
 from schemas.config import JobConfig, _hash
 from schemas.tables import CAPTIONS_SCHEMA
 from schemas.version import SCHEMA_VERSION
@@ -38,7 +39,7 @@ def read_annotations(fs: pafs.FileSystem, tar_path: str) -> list[SegmentAnnotati
     with fs.open_input_stream(tar_path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
             if member.isfile() and member.name.endswith(".json"):
-                segs.append(SegmentAnnotation.model_validate_json(tar.extractfile(member).read()))
+                segs.append(read_annotation(tar.extractfile(member).read()))
     return segs
 
 

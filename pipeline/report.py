@@ -20,9 +20,10 @@ import pyarrow.fs as pafs
 
 from pipeline.ledger import write_atomic
 from pipeline.sources import filesystem_for, redact_uri
+from schemas.compat import current_column, upgrade_table
 
 MANIFEST_COLUMNS = ["key", "source_uri", "duration_s", "routes", "language", "n_speakers", "events", "tempo_bpm",
-                    "music_key", "caption_model", "speech_caption", "music_caption", "sound_caption", "shard"]
+                    "music_key", "caption_model", "speech_caption", "music_caption", "general_caption", "shard"]
 INK, MUTED, GRID = "#1f2937", "#6b7280", "#e5e7eb"
 ROUTE_COLORS = {"speech": "#2563eb", "music": "#d97706", "general": "#059669"}
 ACCENT = "#4f46e5"
@@ -45,8 +46,8 @@ def read_parquet_dir(output: str, sub: str, columns: list[str] | None = None) ->
     if not files:
         return None
     ds = pads.dataset(files, filesystem=fs, format="parquet")
-    cols = [c for c in (columns or ds.schema.names) if c in ds.schema.names]
-    return ds.to_table(columns=cols)
+    stored = [c for c in ds.schema.names if columns is None or current_column(c) in columns]
+    return upgrade_table(ds.to_table(columns=stored))  # any schema version, current column names
 
 
 def _read_json(output: str, name: str) -> dict:
@@ -168,7 +169,7 @@ def charts(manifest: pa.Table | None, quarantine: pa.Table | None, report: dict)
     sources = Counter()
     for r in rows:
         sources[f"unified: {r['caption_model'] or 'none'}"] += 1
-        for branch in ("speech", "music", "sound"):
+        for branch in ("speech", "music", "general"):
             if r[f"{branch}_caption"]:
                 sources[f"{branch} caption"] += 1
     out.append(bar_chart("Caption sources", sources, none,

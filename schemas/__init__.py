@@ -2,11 +2,11 @@
 
 from schemas.annotation import (
     AttributePrediction,
+    GeneralAudioAnnotation,
     ModelInfo,
     MusicAnnotation,
     QuarantineRecord,
     SegmentAnnotation,
-    SoundAnnotation,
     SoundEvent,
     SpeakerTurn,
     SpeechAnnotation,
@@ -18,6 +18,6 @@ from schemas.version import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION", "AttributePrediction", "ConfigError", "JobConfig", "ModelInfo", "MusicAnnotation",
-    "QuarantineRecord", "SegmentAnnotation", "SoundAnnotation", "SoundEvent", "SpeakerTurn",
+    "QuarantineRecord", "SegmentAnnotation", "GeneralAudioAnnotation", "SoundEvent", "SpeakerTurn",
     "SpeechAnnotation", "Tag", "Word", "load_config",
 ]

@@ -117,7 +117,7 @@ class SoundEvent(_Model):
     score: float
 
 
-class SoundAnnotation(_Model):
+class GeneralAudioAnnotation(_Model):
     events: list[SoundEvent] = Field(default_factory=list)
     scene_tags: list[str] = Field(default_factory=list)
     tags: list[Tag] = Field(default_factory=list)  # the segment's top sound classes, clip-level (mean) pooling
@@ -143,14 +143,14 @@ class SegmentAnnotation(_Model):
     routes: list[Branch]
     speech_share: float
     music_share: float
-    other_share: float
+    general_share: float
     top_classes: list[Tag] = Field(default_factory=list)  # YAMNet classes averaged over the segment
     speech: SpeechAnnotation | None = None
     music: MusicAnnotation | None = None
-    sound: SoundAnnotation | None = None
+    general: GeneralAudioAnnotation | None = None
     speech_caption: str | None = None
     music_caption: str | None = None
-    sound_caption: str | None = None
+    general_caption: str | None = None
     caption: str = ""  # the unified caption (also `<key>.txt`)
     short_caption: str = ""  # at most 15 words
     caption_source: CaptionSource | None = None

@@ -30,7 +30,8 @@ class _Section(BaseModel):
 
 
 class IngestConfig(_Section):
-    sample_rate: int = Field(16000, description="decode target; the models expect 16 kHz")
+    sample_rate: Literal[16000] = Field(16000, description="decode target: fixed, every model runs at 16 kHz "
+                                        "(annotators.common.SAMPLE_RATE)")
     extensions: list[str] = Field(
         default_factory=lambda: ["wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "aiff", "aif", "wma",
                                  "webm", "mp4", "mka", "caf", "au", "w64"],

@@ -51,7 +51,6 @@ class GeneralConfig(BaseModel):
     scene_threshold: float = Field(0.08, ge=0, le=1, description="mean posterior a scene tag needs")
     max_scene_tags: int = Field(3, ge=0)
 
-    num_threads: int = Field(1, ge=1, description="onnxruntime threads of the YAMNet session (no evidence)")
 
     @model_validator(mode="after")
     def _thresholds(self) -> GeneralConfig:

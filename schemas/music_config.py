@@ -59,7 +59,6 @@ class MusicConfig(BaseModel):
     note_onset_threshold: float = Field(0.5, gt=0, lt=1)
     min_note_s: float = Field(0.1, gt=0)
 
-    num_threads: int = Field(1, ge=1, description="onnxruntime threads of the YAMNet / basic-pitch sessions")
 
     @model_validator(mode="after")
     def _tempo_range(self) -> MusicConfig:

@@ -32,7 +32,6 @@ class AsrConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when CTranslate2 sees a GPU")
     device_index: int = 0
     compute_type: str = Field("auto", description="auto = float16 on cuda, int8 on cpu; any CTranslate2 type")
-    cpu_threads: int = Field(0, ge=0, description="CTranslate2 intra-op threads; 0 = its default")
     beam_size: int = Field(5, ge=1)
     batch_size: int = Field(8, ge=1, description="30 s windows decoded together in one model call")
     language: str | None = Field(
@@ -107,5 +106,4 @@ class SpeechConfig(_Section):
     diarization: DiarizationConfig = Field(default_factory=DiarizationConfig)
     paralinguistics: ParalinguisticsConfig = Field(default_factory=ParalinguisticsConfig)
     caption: bool = Field(True, description="build the plain-English speech caption")
-    torch_threads: int = Field(1, ge=1, description="torch/onnxruntime threads of the small models per actor")
     resources: ActorResources = Field(default_factory=ActorResources)

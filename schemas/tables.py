@@ -36,7 +36,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("routes", pa.list_(pa.string())),
     ("speech_share", pa.float64()),
     ("music_share", pa.float64()),
-    ("other_share", pa.float64()),
+    ("general_share", pa.float64()),
     ("top_classes", pa.list_(_TAG)),
     # speech branch
     ("transcript", pa.string()),
@@ -69,8 +69,8 @@ MANIFEST_SCHEMA = pa.schema([
     # general-audio branch
     ("events", pa.list_(_EVENT)),
     ("scene_tags", pa.list_(pa.string())),
-    ("sound_tags", pa.list_(_TAG)),
-    ("sound_caption", pa.string()),
+    ("general_tags", pa.list_(_TAG)),
+    ("general_caption", pa.string()),
     # unified caption and provenance
     ("caption", pa.string()),
     ("short_caption", pa.string()),
@@ -107,7 +107,7 @@ QUARANTINE_SCHEMA = pa.schema([
 
 def manifest_row(seg: SegmentAnnotation, shard: str) -> dict:
     """Flatten one SegmentAnnotation into a manifest row (MANIFEST_SCHEMA)."""
-    sp, mu, so = seg.speech, seg.music, seg.sound
+    sp, mu, so = seg.speech, seg.music, seg.general
     loudness = next((b.loudness_lufs for b in (mu, sp, so) if b is not None and b.loudness_lufs is not None), None)
     return {
         "key": seg.key,
@@ -123,7 +123,7 @@ def manifest_row(seg: SegmentAnnotation, shard: str) -> dict:
         "routes": list(seg.routes),
         "speech_share": seg.speech_share,
         "music_share": seg.music_share,
-        "other_share": seg.other_share,
+        "general_share": seg.general_share,
         "top_classes": [t.model_dump() for t in seg.top_classes],
         "transcript": sp.transcript if sp else None,
         "language": sp.language if sp else None,
@@ -153,8 +153,8 @@ def manifest_row(seg: SegmentAnnotation, shard: str) -> dict:
         "music_caption": seg.music_caption,
         "events": [e.model_dump() for e in so.events] if so else None,
         "scene_tags": list(so.scene_tags) if so else None,
-        "sound_tags": [t.model_dump() for t in so.tags] if so else None,
-        "sound_caption": seg.sound_caption,
+        "general_tags": [t.model_dump() for t in so.tags] if so else None,
+        "general_caption": seg.general_caption,
         "caption": seg.caption,
         "short_caption": seg.short_caption,
         "caption_source": seg.caption_source,

@@ -1,28 +1,28 @@
-"""SpeechAnnotator, MusicAnnotator, SoundEventAnnotator: Ray actor stages around the Ray-free annotators.
+"""SpeechStage, MusicStage, GeneralAudioStage: Ray actor stages around the Ray-free branch annotators.
 
-Each annotates only the segment rows routed to its branch and passes every other row through. The model
-code lives in `annotators/<branch>/`; its factory decides what runs (None = pass-through), so filling a
-branch never changes `pipeline/`.
+Each annotates only the segment rows routed to its branch (decided from the `routes` column, unparsed) and
+passes every other row through. The model code lives in `annotators/<branch>/`; its factory decides what
+runs (None = pass-through), so filling a branch never changes `pipeline/`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from annotators.base import BranchInput
 from schemas.annotation import SegmentAnnotation
 from schemas.config import JobConfig
-from stages.rows import add_stats, audio_of, evidence_of, quarantine, segment_of, timed, to_batch, to_rows
+from stages.base import RowStage
+from stages.rows import Row
 
 
-class BranchStage:
-    branch: str = ""  # route label this stage serves
-    field: str = ""  # SegmentAnnotation field that receives the result
-    caption_field: str = ""  # SegmentAnnotation field that receives the branch caption
+class BranchStage(RowStage):
+    """The segments routed to branch `name`: the annotation goes to the SegmentAnnotation field `name`, the
+    branch caption to `<name>_caption`, the models to `models`."""
 
-    def __init__(self, cfg: dict, num_threads: int = 1):
-        self.cfg = JobConfig.model_validate(cfg)
-        self.num_threads = num_threads
+    after = ("route",)
+    runs_as = "actor"
+
+    def __init__(self, cfg: JobConfig | dict, num_threads: int = 1):
+        super().__init__(cfg, num_threads)
         self._annotator = None
         self._loaded = False
 
@@ -30,78 +30,54 @@ class BranchStage:
     def annotator(self):
         """Built on the first batch that needs it: an actor whose branch gets no rows loads no model."""
         if not self._loaded:
-            import torch
-
-            torch.set_num_threads(max(1, self.num_threads))
-            self._annotator = self.build(self.cfg)
+            self._annotator = self.build(self.cfg, self.num_threads)
             self.models = self._annotator.models() if self._annotator is not None else {}
             self._loaded = True
         return self._annotator
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         raise NotImplementedError
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = to_rows(batch)
-        segs = {i: segment_of(r) for i, r in enumerate(rows) if r["kind"] == "segment"}
-        todo = [i for i, seg in segs.items() if self.branch in seg.routes]
-        if not todo or self.annotator is None:
-            return to_batch(rows)
-        items = [BranchInput(audio_of(rows[i]), segs[i].sample_rate, segs[i], evidence_of(rows[i])) for i in todo]
-        with timed() as t:
-            try:
-                results = self.annotator.annotate(items)
-                errors = {}
-            except Exception:  # noqa: BLE001 - retry one by one so one bad segment cannot sink the batch
-                results, errors = [], {}
-                for i, item in zip(todo, items, strict=True):
-                    try:
-                        results.extend(self.annotator.annotate([item]))
-                    except Exception as e:  # noqa: BLE001
-                        results.append(None)
-                        errors[i] = e
-        per_row = t() / len(todo)
-        for i, res in zip(todo, results, strict=True):
-            seg = segs[i]
-            if i in errors:
-                e = errors[i]
-                rows[i] = quarantine(seg.source_uri, self.branch, type(e).__name__, str(e),
-                                     sha256=seg.source_sha256, key=seg.key, stats=rows[i]["stats"])
-                continue
-            setattr(seg, self.field, res)
-            setattr(seg, self.caption_field, res.caption or None)
-            reroute_after(self.branch, seg)
+    def wants(self, row: Row) -> bool:
+        return row.routed_to(self.name) and self.annotator is not None
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        items = [BranchInput(r.samples, r.segment.sample_rate, r.segment, r.segment_evidence) for r in rows]
+        for r, res in zip(rows, self.annotator.annotate(items), strict=True):
+            seg = r.segment
+            setattr(seg, self.name, res)
+            setattr(seg, f"{self.name}_caption", res.caption or None)
+            reroute_after(self.name, seg)
             seg.models.update(self.models)
-            rows[i]["payload"] = seg.model_dump_json()
-            add_stats(rows[i], self.branch, per_row)
-        return to_batch(rows)
+        return rows
 
 
-class SpeechAnnotator(BranchStage):
-    branch, field, caption_field = "speech", "speech", "speech_caption"
+class SpeechStage(BranchStage):
+    name, config_section = "speech", "speech"
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         from annotators.speech import build_speech_annotator
 
-        return build_speech_annotator(cfg.speech) if cfg.speech.enabled else None
+        return build_speech_annotator(cfg.speech, num_threads)
 
 
-class MusicAnnotator(BranchStage):
-    branch, field, caption_field = "music", "music", "music_caption"
+class MusicStage(BranchStage):
+    name, config_section = "music", "music"
+    after = ("route", "speech")  # lyrics come from the speech branch's transcript
 
-    def build(self, cfg: JobConfig):
+    def build(self, cfg: JobConfig, num_threads: int):
         from annotators.music import build_music_annotator
 
-        return build_music_annotator(cfg.music) if cfg.music.enabled else None
+        return build_music_annotator(cfg.music, num_threads)
 
 
-class SoundEventAnnotator(BranchStage):
-    branch, field, caption_field = "general", "sound", "sound_caption"
+class GeneralAudioStage(BranchStage):
+    name, config_section = "general", "general"
 
-    def build(self, cfg: JobConfig):
-        from annotators.general import build_sound_event_annotator
+    def build(self, cfg: JobConfig, num_threads: int):
+        from annotators.general import build_general_audio_annotator
 
-        return build_sound_event_annotator(cfg.general) if cfg.general.enabled else None
+        return build_general_audio_annotator(cfg.general, num_threads)
 
 
 def reroute_after(branch: str, seg: SegmentAnnotation) -> None:

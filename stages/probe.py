@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import ray
 
-from pipeline.decode import IngestError, probe
+from pipeline.decode import probe
 from pipeline.ledger import ContentDigests
 from schemas.config import JobConfig
-from stages.rows import add_stats, quarantine, row, timed, to_batch, to_rows
+from schemas.errors import ErrorClass, QuarantineError
+from stages.base import RowStage
+from stages.rows import Row, RowKind
 
 
 @ray.remote(num_cpus=0)
@@ -29,38 +30,30 @@ class ContentRegistry:
         return self.first.setdefault(sha256, uri)
 
 
-class ProbeSources:
-    """Task stage: source_ref rows -> source rows (SourceInfo) or quarantine rows.
+class ProbeSources(RowStage):
+    """source_ref rows -> source rows (SourceInfo) or quarantine rows.
 
     With a `registry`, a source whose bytes another source of the job already has becomes a DuplicateContent
     quarantine row naming that source (the same content would give the same segment keys twice).
     """
 
-    def __init__(self, cfg: JobConfig, registry=None):
-        self.max_bytes = cfg.ingest.max_file_bytes
+    name = "ingest"
+    handles = frozenset({RowKind.SOURCE_REF})
+
+    def __init__(self, cfg: JobConfig | dict, num_threads: int = 1, registry=None):
+        super().__init__(cfg, num_threads)
         self.registry = registry
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = []
-        for r in to_rows(batch):
-            ref = json.loads(r["payload"])
-            with timed() as t:
-                try:
-                    if ref.get("skip"):
-                        raise IngestError(ref.get("skip_error", "SkippedExtension"), ref["skip"])
-                    info = probe(ref["uri"], self.max_bytes)
-                    owner = ray.get(self.registry.claim.remote(info.sha256, info.uri)) if self.registry else info.uri
-                    if owner != info.uri:
-                        raise IngestError("DuplicateContent", f"same bytes (sha256 {info.sha256[:16]}...) as "
-                                                              f"{owner}, which is annotated instead")
-                    new = row("source", json.dumps(dataclasses.asdict(info) | _carried(ref)))
-                except IngestError as e:
-                    new = quarantine(ref["uri"], "ingest", e.error, e.message)
-                except Exception as e:  # noqa: BLE001 - bad input never crashes the job
-                    new = quarantine(ref["uri"], "ingest", type(e).__name__, str(e))
-            add_stats(new, "ingest", t())
-            out.append(new)
-        return to_batch(out)
+    def process(self, row: Row) -> Row:
+        ref = row.data
+        if ref.get("skip"):
+            raise QuarantineError(ref.get("skip_error", ErrorClass.SKIPPED_EXTENSION), ref["skip"])
+        info = probe(ref["uri"], self.cfg.ingest.max_file_bytes)
+        owner = ray.get(self.registry.claim.remote(info.sha256, info.uri)) if self.registry else info.uri
+        if owner != info.uri:
+            raise QuarantineError(ErrorClass.DUPLICATE_CONTENT, f"same bytes (sha256 {info.sha256[:16]}...) as "
+                                                                f"{owner}, which is annotated instead")
+        return Row(RowKind.SOURCE, json.dumps(dataclasses.asdict(info) | _carried(ref)))
 
 
 def _carried(ref: dict) -> dict:

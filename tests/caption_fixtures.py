@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from schemas.annotation import (
+    GeneralAudioAnnotation,
     MusicAnnotation,
     SegmentAnnotation,
-    SoundAnnotation,
     SoundEvent,
     SpeakerTurn,
     SpeechAnnotation,
@@ -21,7 +21,7 @@ def segment(key: str, duration_s: float, routes: list[str], shares=(0.0, 0.0, 0.
     return SegmentAnnotation(key=key, source_uri=f"file:///corpus/{key}.wav", source_sha256="0" * 64,
                              sample_rate=16000, start_sample=0, end_sample=int(duration_s * 16000), start_s=0.0,
                              end_s=duration_s, duration_s=duration_s, cut_reasons=["source_start", "source_end"],
-                             routes=routes, speech_share=sp, music_share=mu, other_share=ot, config_hash="fixture",
+                             routes=routes, speech_share=sp, music_share=mu, general_share=ot, config_hash="fixture",
                              **kw)
 
 
@@ -55,12 +55,12 @@ def music(key: str = "music-1", duration_s: float = 12.0) -> SegmentAnnotation:
 
 def sounds(key: str = "sounds-1", duration_s: float = 2.0, snr_db: float = 105.0) -> SegmentAnnotation:
     """A noise burst and a ding over digital silence: the branch SNR is the numeric floor's 105 dB."""
-    ann = SoundAnnotation(events=[SoundEvent(label="White noise", start_s=0.5, end_s=1.5, score=0.7),
+    ann = GeneralAudioAnnotation(events=[SoundEvent(label="White noise", start_s=0.5, end_s=1.5, score=0.7),
                                   SoundEvent(label="Static", start_s=0.52, end_s=1.45, score=0.4),
                                   SoundEvent(label="Ding", start_s=1.7, end_s=1.95, score=0.6)],
                           scene_tags=["White noise"], loudness_lufs=-20.0, snr_db=snr_db)
-    seg = segment(key, duration_s, ["general"], (0.0, 0.0, 1.0), sound=ann)
-    seg.sound_caption = ("Sound events: white noise from 0.5 s to 1.5 s (also heard as static); ding from 1.7 s "
+    seg = segment(key, duration_s, ["general"], (0.0, 0.0, 1.0), general=ann)
+    seg.general_caption = ("Sound events: white noise from 0.5 s to 1.5 s (also heard as static); ding from 1.7 s "
                          f"to 1.9 s. Scene: white noise. Loudness -20 LUFS; events {snr_db:.0f} dB above the "
                          "background.")
     return seg

@@ -14,9 +14,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 @pytest.fixture(scope="session")
 def evidence_models():
-    from annotators.general.yamnet import YamNet
+    from annotators.common.vad import SileroVad
+    from annotators.common.yamnet import YamNet
     from annotators.segmentation import EvidenceModels
-    from annotators.speech.vad import SileroVad
 
     return EvidenceModels(SileroVad(), YamNet())
 

@@ -16,10 +16,11 @@ import soundfile as sf
 
 from schemas.annotation import SegmentAnnotation
 from schemas.config import JobConfig
+from schemas.version import SCHEMA_VERSION
 from tests import synth as S
 
 REQUIRED_MANIFEST_COLUMNS = ["key", "source_uri", "source_sha256", "start_s", "end_s", "duration_s", "routes",
-                             "speech_share", "music_share", "other_share", "cut_reasons", "shard", "config_hash",
+                             "speech_share", "music_share", "general_share", "cut_reasons", "shard", "config_hash",
                              "schema_version"]
 
 
@@ -98,7 +99,7 @@ def test_manifest_columns_lineage_and_routes(job, corpus):
     for _, r in m.iterrows():
         assert r.source_sha256 == hashlib.sha256(Path(r.source_uri).read_bytes()).hexdigest()
         assert abs(r.end_s - r.start_s - r.duration_s) < 1e-6
-        assert r.config_hash == report["job"]["config_hash"] and r.schema_version == "1.0"
+        assert r.config_hash == report["job"]["config_hash"] and r.schema_version == SCHEMA_VERSION
         assert "vad" in json.loads(r.models) and "sound_classes" in json.loads(r.models)
         assert (out / "shards" / r.shard).exists()
     routes = {Path(u).name: set(r) for u, r in zip(m.source_uri, m.routes, strict=True)}

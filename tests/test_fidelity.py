@@ -27,9 +27,9 @@ def _by_id(items, i):
 
 @pytest.fixture(scope="module")
 def sound():
-    from annotators.general.annotator import SoundEventAnnotator
+    from annotators.general.annotator import GeneralAudioAnnotator
 
-    return SoundEventAnnotator()
+    return GeneralAudioAnnotator()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_short_confident_clip_is_one_event(realset, sound):
 
 def test_repeated_ticks_stay_separate_and_snr_is_capped(realset, sound):
     """Ten clock ticks 0.5 s apart over digital silence: separate events, and an SNR that is measurable."""
-    from annotators.general.levels import MAX_SNR_DB
+    from annotators.common.levels import MAX_SNR_DB
 
     scene = _by_id(realset.scenes, "ticks")
     ann = sound.annotate_one(_item(scene.audio))

@@ -15,9 +15,9 @@ from tests import synth as S
 
 PROBE = r"""
 import json, resource, sys, tracemalloc
-from annotators.general.yamnet import YamNet
+from annotators.common.yamnet import YamNet
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
-from annotators.speech.vad import SileroVad
+from annotators.common.vad import SileroVad
 from schemas.config import SegmenterConfig
 from pipeline.decode import decode_stream, probe
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from annotators.base import BranchInput, SegmentEvidence
-from annotators.general.yamnet import N_CLASSES, YamNet
+from annotators.common.yamnet import N_CLASSES, YamNet
 from annotators.music import build_music_annotator
 from annotators.music.annotator import MusicAnnotator
 from annotators.music.tonality import mir_eval_key

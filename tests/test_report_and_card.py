@@ -154,7 +154,7 @@ def test_card_types_follow_the_pydantic_model_even_when_the_first_rows_have_no_s
             seg = SegmentAnnotation(key=f"k{i}", source_uri="/a.wav", source_sha256="0" * 64, sample_rate=16000,
                                     start_sample=0, end_sample=1600, start_s=0.0, end_s=0.1, duration_s=0.1,
                                     cut_reasons=["source_start", "source_end"], routes=["speech"] if sp else [],
-                                    speech_share=0.0, music_share=0.0, other_share=0.0, speech=sp,
+                                    speech_share=0.0, music_share=0.0, general_share=0.0, speech=sp,
                                     models={"vad": ModelInfo(name="silero")}, config_hash="c")
             tw.write({"__key__": seg.key, "flac": flac_bytes(np.zeros(1600, np.float32), 16000),
                       "json": seg.model_dump_json().encode(), "txt": b""})

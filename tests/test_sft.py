@@ -18,8 +18,8 @@ import soundfile as sf
 from jobs.sft.prompts import PROMPTS, n_variants
 from jobs.sft.tasks import LANGUAGES, Segment
 from schemas.annotation import (
+    GeneralAudioAnnotation,
     SegmentAnnotation,
-    SoundAnnotation,
     SoundEvent,
     SpeakerTurn,
     SpeechAnnotation,
@@ -141,7 +141,7 @@ def test_prompt_banks_are_large_and_unique():
 def segment(**kw) -> Segment:
     base = dict(key="k" * 32, source_uri="file:///x.wav", source_sha256="0" * 64, sample_rate=16000, start_sample=0,
                 end_sample=96000, start_s=0.0, end_s=6.0, duration_s=6.0, cut_reasons=["source_start", "source_end"],
-                routes=["speech"], speech_share=0.9, music_share=0.0, other_share=0.1, config_hash="h")
+                routes=["speech"], speech_share=0.9, music_share=0.0, general_share=0.1, config_hash="h")
     base.update(kw)
     return Segment(SegmentAnnotation(**base), "/annot", "shard-000000.tar", "A caption. With two sentences.")
 
@@ -171,7 +171,7 @@ def test_low_confidence_and_missing_fields_are_skipped_with_reasons():
     assert stats.skipped["music_qa"] == {"music_tempo_low_confidence": 1, "music_meter_low_confidence": 1,
                                          "music_key_low_confidence": 1, "music_tag_low_score": 1}
     assert {s.variant for s in samples} == {"vocals"}  # the one measured answer left
-    quiet = segment(routes=["general"], sound=SoundAnnotation(events=[SoundEvent(label="Dog", start_s=1, end_s=2, score=0.2)]))
+    quiet = segment(routes=["general"], general=GeneralAudioAnnotation(events=[SoundEvent(label="Dog", start_s=1, end_s=2, score=0.2)]))
     assert gen(quiet, event_localisation=1)[1].skipped["event_localisation"] == {"event_below_threshold": 1}
 
 
@@ -184,7 +184,7 @@ def test_speaker_turns_and_thinking_variant():
     one = segment(speech=SpeechAnnotation(speakers=turns[:1], n_speakers=1))
     assert gen(one, speaker_ts=1)[0] == []  # one speaker: not applicable, not a skip
     events = [SoundEvent(label="Dog", start_s=1.0, end_s=1.5, score=0.9), SoundEvent(label="Door", start_s=3.0, end_s=5.5, score=0.8)]
-    seg = segment(routes=["general"], sound=SoundAnnotation(events=events))
+    seg = segment(routes=["general"], general=GeneralAudioAnnotation(events=events))
     samples, stats = gen(seg, reasoning=16)
     thinking = [s for s in samples if s.thinking is not None]
     plain = [s for s in samples if s.thinking is None]
@@ -255,7 +255,7 @@ def _vars(r: dict) -> dict:
 def rederive(r: dict, ann: SegmentAnnotation) -> None:
     """Recompute the answer of one sample from the annotation (not from the job's code paths)."""
     task, f, ans = r["task"], r["source_fields"], r["answer"]
-    sp, mu, so = ann.speech, ann.music, ann.sound
+    sp, mu, so = ann.speech, ann.music, ann.general
     if task == "caption":
         assert f["caption"] == ann.caption
         if ann.short_caption:  # the short variant is the merger's own short caption

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 
 from annotators.base import BranchInput, SegmentEvidence
-from annotators.general import build_sound_event_annotator
-from annotators.general.annotator import SoundEventAnnotator
+from annotators.common.yamnet import HOP_S, N_CLASSES, WINDOW_S
+from annotators.general import build_general_audio_annotator
+from annotators.general.annotator import GeneralAudioAnnotator
 from annotators.general.events import hysteresis_runs, smooth
-from annotators.general.yamnet import HOP_S, N_CLASSES, WINDOW_S
-from schemas.annotation import SegmentAnnotation, SoundAnnotation
+from schemas.annotation import GeneralAudioAnnotation, SegmentAnnotation
 from schemas.general_config import GeneralConfig
 from schemas.tables import MANIFEST_SCHEMA, manifest_row
 from tests import synth_music as sm
@@ -37,8 +37,8 @@ def _item(audio: np.ndarray, evidence: SegmentEvidence | None = None) -> BranchI
 
 
 @pytest.fixture(scope="session")
-def annotator() -> SoundEventAnnotator:
-    return build_sound_event_annotator(GeneralConfig())
+def annotator() -> GeneralAudioAnnotator:
+    return build_general_audio_annotator(GeneralConfig())
 
 
 def _scene(specs, duration_s, background_db, seed):
@@ -69,7 +69,7 @@ def scenes(annotator):
     return out
 
 
-def _match(truth, ann: SoundAnnotation, labels_ok):
+def _match(truth, ann: GeneralAudioAnnotation, labels_ok):
     """Per true event: the best-scoring overlapping event of a fitting label, else of any label, or None.
 
     Which AudioSet class YAMNet gives a synthetic noise burst or sine ('Static' or 'Waterfall', 'Beep' or
@@ -105,7 +105,7 @@ def test_event_onsets_and_offsets(scenes):
 
 
 def test_refinement_beats_the_hop(annotator, scenes):
-    coarse = SoundEventAnnotator(GeneralConfig(refine=False))
+    coarse = GeneralAudioAnnotator(GeneralConfig(refine=False))
     coarse._yamnet = annotator._yamnet  # same model, no second load
     errs_refined, errs_coarse = [], []
     for audio, truth, ann in scenes:
@@ -130,10 +130,10 @@ def test_scene_loudness_snr_caption(scenes):
     assert ann.scene_tags and len(ann.scene_tags) <= 3
     assert ann.caption.startswith("Sound events:")
     assert "from 1.0 s to 2.5 s" in ann.caption and "4.0 s" in ann.caption
-    row = pa.Table.from_pylist([manifest_row(_segment(sound=ann, sound_caption=ann.caption), "s")],
+    row = pa.Table.from_pylist([manifest_row(_segment(general=ann, general_caption=ann.caption), "s")],
                                schema=MANIFEST_SCHEMA).to_pylist()[0]
     assert row["events"][0].keys() == {"label", "start_s", "end_s", "score"}
-    assert row["scene_tags"] == ann.scene_tags and row["sound_caption"] == ann.caption
+    assert row["scene_tags"] == ann.scene_tags and row["general_caption"] == ann.caption
 
 
 def test_evidence_is_used_not_recomputed(annotator, scenes, monkeypatch):
@@ -165,10 +165,10 @@ def test_speech_and_music_classes_left_to_their_branches():
     ev = SegmentEvidence(yamnet_hop_s=HOP_S, yamnet_window_s=WINDOW_S, yamnet_scores=scores,
                          vad_hop_s=0.032, vad_prob=np.zeros(4, np.float32))
     audio = sm.place([], 5.3, background_db=-50.0)
-    default = SoundEventAnnotator(GeneralConfig()).annotate([_item(audio, ev)])[0]
+    default = GeneralAudioAnnotator(GeneralConfig()).annotate([_item(audio, ev)])[0]
     assert {e.label for e in default.events} == {"Dog"}
     assert default.scene_tags[0] == "Dog"
-    everything = SoundEventAnnotator(GeneralConfig(include_speech=True, include_music=True))
+    everything = GeneralAudioAnnotator(GeneralConfig(include_speech=True, include_music=True))
     labels = {e.label for e in everything.annotate([_item(audio, ev)])[0].events}
     assert labels == {"Dog", "Speech", "Bass guitar"}
 
@@ -214,6 +214,6 @@ def test_real_event_sounds_freedesktop(annotator):
 
 
 def test_factory_and_models(annotator):
-    assert build_sound_event_annotator(GeneralConfig(enabled=False)) is None
+    assert build_general_audio_annotator(GeneralConfig(enabled=False)) is None
     models = annotator.models()
-    assert models["sound.events"].name.startswith("yamnet") and models["sound.dsp"].version
+    assert models["general.events"].name.startswith("yamnet") and models["general.dsp"].version

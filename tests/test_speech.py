@@ -192,7 +192,7 @@ def test_vad_evidence_is_reused(annotator, english):
 
     vad = annotator._vad
     try:
-        from annotators.speech.vad import SileroVad
+        from annotators.common.vad import SileroVad
 
         probs = (vad or SileroVad()).speech_prob(s.audio)
         annotator._vad = Boom()
@@ -211,7 +211,7 @@ def test_models_and_manifest_columns(annotator, results):
     r = results["dialog"]
     seg = SegmentAnnotation(key="k", source_uri="x.wav", source_sha256="0" * 64, sample_rate=16000, start_sample=0,
                             end_sample=16000, start_s=0, end_s=1, duration_s=1, cut_reasons=["source_start", "source_end"],
-                            routes=["speech"], speech_share=1, music_share=0, other_share=0, speech=r,
+                            routes=["speech"], speech_share=1, music_share=0, general_share=0, speech=r,
                             speech_caption=r.caption, models=models, config_hash="h")
     t = pa.Table.from_pylist([manifest_row(seg, "shard-000000")], schema=MANIFEST_SCHEMA)
     row = t.to_pylist()[0]

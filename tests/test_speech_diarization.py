@@ -30,8 +30,8 @@ def test_der_on_pyannote_sample():
     from pyannote.database.util import load_rttm
     from pyannote.metrics.diarization import DiarizationErrorRate
 
+    from annotators.common.vad import SileroVad
     from annotators.speech.diarize import ResemblyzerDiarizer
-    from annotators.speech.vad import SileroVad
 
     audio, sr = sf.read(_sample_dir() / "sample.wav", dtype="float32")
     assert sr == 16000

@@ -60,7 +60,7 @@ def annotation(key: str, duration_s: float, caption: str, words: list[tuple[str,
         key=key, source_uri=f"file:///fixture/{key}.wav", source_sha256=hashlib.sha256(key.encode()).hexdigest(),
         sample_rate=SR, start_sample=0, end_sample=n, start_s=0.0, end_s=duration_s, duration_s=duration_s,
         cut_reasons=["source_start", "source_end"], routes=["speech"] if words else ["general"],
-        speech_share=1.0 if words else 0.0, music_share=0.0, other_share=0.0 if words else 1.0,
+        speech_share=1.0 if words else 0.0, music_share=0.0, general_share=0.0 if words else 1.0,
         speech=speech, caption=caption, config_hash="fixture")
     return ann.model_dump(mode="json")
 

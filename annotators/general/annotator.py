@@ -7,17 +7,8 @@ import librosa
 import numpy as np
 
 from annotators.base import BranchInput
-from annotators.general.events import (
-    BandEnvelope,
-    Event,
-    coarse_events,
-    foreground_snr_db,
-    merge_same_class,
-    refine_event,
-    sound_extent,
-)
-from annotators.general.levels import loudness_lufs
-from annotators.general.yamnet import (
+from annotators.common.levels import loudness_lufs
+from annotators.common.yamnet import (
     HOP_S,
     MUSIC_INDICES,
     N_CLASSES,
@@ -27,8 +18,17 @@ from annotators.general.yamnet import (
     YamNet,
     class_names,
 )
-from annotators.general.yamnet import package_version as yamnet_version
-from schemas.annotation import ModelInfo, SoundAnnotation, SoundEvent, Tag
+from annotators.common.yamnet import package_version as yamnet_version
+from annotators.general.events import (
+    BandEnvelope,
+    Event,
+    coarse_events,
+    foreground_snr_db,
+    merge_same_class,
+    refine_event,
+    sound_extent,
+)
+from schemas.annotation import GeneralAudioAnnotation, ModelInfo, SoundEvent, Tag
 from schemas.general_config import GeneralConfig
 
 # Acoustic-scene classes (room, outdoors, recording kind): scene tags, never events.
@@ -36,13 +36,13 @@ SCENE_ONLY_INDICES = (500, 501, 502, 503, 504, 505, 506, 508, 520)
 # Speech-like vocal sounds a person makes (laughter, crying, coughs…) stay events: only SPEECH_INDICES are speech.
 
 
-class SoundEventAnnotator:
+class GeneralAudioAnnotator:
     """Annotates general-audio segments; the YAMNet session loads once, in the constructor, and runs only for
     segments that come without the segmenter's posteriors."""
 
-    def __init__(self, cfg: GeneralConfig | None = None):
+    def __init__(self, cfg: GeneralConfig | None = None, num_threads: int = 1):
         self.cfg = cfg or GeneralConfig()
-        self._yamnet = YamNet(num_threads=self.cfg.num_threads)
+        self._yamnet = YamNet(num_threads=num_threads)
         self._labels = class_names()
         excluded = {SILENCE_INDEX, *SCENE_ONLY_INDICES}
         if not self.cfg.include_speech:
@@ -55,20 +55,20 @@ class SoundEventAnnotator:
 
     def models(self) -> dict[str, ModelInfo]:
         return {
-            "sound.events": ModelInfo(name=YamNet.name, version=yamnet_version()),
-            "sound.dsp": ModelInfo(name="librosa", version=librosa.__version__),
+            "general.events": ModelInfo(name=YamNet.name, version=yamnet_version()),
+            "general.dsp": ModelInfo(name="librosa", version=librosa.__version__),
         }
 
-    def annotate(self, items: list[BranchInput]) -> list[SoundAnnotation]:
+    def annotate(self, items: list[BranchInput]) -> list[GeneralAudioAnnotation]:
         return [self.annotate_one(item) for item in items]
 
-    def annotate_one(self, item: BranchInput) -> SoundAnnotation:
+    def annotate_one(self, item: BranchInput) -> GeneralAudioAnnotation:
         cfg = self.cfg
         audio = np.asarray(item.audio, dtype=np.float32)
         sr = item.sample_rate
         duration = audio.size / sr if sr else 0.0
         if audio.size < int(0.1 * sr) or not np.any(audio):
-            return SoundAnnotation(caption="Silence: no sound events.")
+            return GeneralAudioAnnotation(caption="Silence: no sound events.")
 
         ev_in = item.evidence
         if ev_in is not None and ev_in.yamnet_scores is not None and len(ev_in.yamnet_scores) > 0:
@@ -97,7 +97,7 @@ class SoundEventAnnotator:
                  if mean[c] >= cfg.scene_threshold][: cfg.max_scene_tags]
 
         tag_classes = [c for c in np.argsort(-mean) if c != SILENCE_INDEX and mean[c] > 0][: cfg.max_tags]
-        ann = SoundAnnotation(
+        ann = GeneralAudioAnnotation(
             events=[SoundEvent(label=self._labels[e.cls], start_s=round(e.start_s, 3), end_s=round(e.end_s, 3),
                                score=round(e.score, 4)) for e in events],
             scene_tags=scene,
@@ -105,7 +105,7 @@ class SoundEventAnnotator:
             loudness_lufs=loudness_lufs(audio, sr),
             snr_db=foreground_snr_db(events, env),
         )
-        ann.caption = sound_caption(ann)
+        ann.caption = general_caption(ann)
         return ann
 
     def _short_sound_event(self, scores: np.ndarray, env: BandEnvelope, duration: float) -> list[Event]:
@@ -148,7 +148,7 @@ def group_same_sound(events: list[SoundEvent]) -> list[list[SoundEvent]]:
     return sorted(groups, key=lambda g: g[0].start_s)
 
 
-def sound_caption(ann: SoundAnnotation, max_groups: int = 8) -> str:
+def general_caption(ann: GeneralAudioAnnotation, max_groups: int = 8) -> str:
     """Plain English stating which events happen when, the scene, loudness and SNR."""
     sentences = []
     groups = group_same_sound(ann.events)

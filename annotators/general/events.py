@@ -197,6 +197,6 @@ def foreground_snr_db(events: list[Event], env: BandEnvelope) -> float | None:
     if not fg.any():
         return None
     bg_power = float(np.median(p[~fg])) if (~fg).sum() >= 0.2 * env.fps else float(np.percentile(p, 10))
-    from annotators.general.levels import snr_db
+    from annotators.common.levels import snr_db
 
     return snr_db(float(p[fg].mean()), bg_power)

@@ -59,7 +59,7 @@ def echo_targets(text: str) -> set[str]:
 
 @lru_cache(maxsize=1)
 def yamnet_labels() -> tuple[str, ...]:
-    from annotators.general.yamnet import class_names
+    from annotators.common.yamnet import class_names
 
     return tuple(class_names())
 
@@ -195,11 +195,11 @@ def _groups(events) -> list[Event]:
 
 
 def facts_of(seg: SegmentAnnotation) -> Facts:
-    shares = {"speech": seg.speech_share, "music": seg.music_share, "general": seg.other_share}
+    shares = {"speech": seg.speech_share, "music": seg.music_share, "general": seg.general_share}
     kinds = sorted(seg.routes, key=lambda r: -shares[r])
     f = Facts(key=seg.key, duration_s=seg.duration_s, kinds=kinds,
               top_classes=[short_label(t.label) for t in seg.top_classes if t.label != "Silence"][:5])
-    sp, mu, so = seg.speech, seg.music, seg.sound
+    sp, mu, so = seg.speech, seg.music, seg.general
     lufs = next((b.loudness_lufs for b in (mu, sp, so) if b is not None and b.loudness_lufs is not None), None)
     f.loudness = _loudness(lufs)
     f.background = _background([b.snr_db for b in (sp, so) if b is not None])
@@ -226,5 +226,5 @@ def facts_of(seg: SegmentAnnotation) -> Facts:
         f.scene = [short_label(t) for t in so.scene_tags]
     f.branch_captions = {k: without_levels(v) for k, v in (("speech", seg.speech_caption),
                                                            ("music", seg.music_caption),
-                                                           ("sound", seg.sound_caption)) if v}
+                                                           ("general", seg.general_caption)) if v}
     return f

@@ -6,9 +6,9 @@ import librosa
 import numpy as np
 
 from annotators.base import BranchInput
-from annotators.general.levels import dynamic_range_db, loudness_lufs
-from annotators.general.yamnet import YamNet, class_names
-from annotators.general.yamnet import package_version as yamnet_version
+from annotators.common.levels import dynamic_range_db, loudness_lufs
+from annotators.common.yamnet import YamNet, class_names
+from annotators.common.yamnet import package_version as yamnet_version
 from annotators.music.features import spectral_features
 from annotators.music.rhythm import Rhythm, analyse_rhythm
 from annotators.music.tags import music_tags
@@ -22,15 +22,15 @@ CHROMA_HOP = 2048  # 128 ms
 class MusicAnnotator:
     """Annotates music segments; YAMNet (and basic-pitch when configured) load once, in the constructor."""
 
-    def __init__(self, cfg: MusicConfig | None = None):
+    def __init__(self, cfg: MusicConfig | None = None, num_threads: int = 1):
         self.cfg = cfg or MusicConfig()
-        self._yamnet = YamNet(num_threads=self.cfg.num_threads)  # used only when a segment has no evidence
+        self._yamnet = YamNet(num_threads=num_threads)  # used only when a segment has no evidence
         self._labels = class_names()
         self._notes = None
         if self.cfg.transcribe_notes:
             from annotators.music.notes import NoteTranscriber
 
-            self._notes = NoteTranscriber(num_threads=self.cfg.num_threads)
+            self._notes = NoteTranscriber(num_threads=num_threads)
 
     def models(self) -> dict[str, ModelInfo]:
         out = {

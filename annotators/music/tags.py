@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.general.yamnet import N_CLASSES
+from annotators.common.yamnet import N_CLASSES
 
 VOCAL_INDICES = tuple(range(24, 33)) + (249, 250)  # Singing … Humming, Vocal music, A capella
 INSTRUMENT_INDICES = tuple(range(134, 211))  # Plucked string instrument … Scratching

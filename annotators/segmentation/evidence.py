@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.general import yamnet as ym
-from annotators.speech.vad import HOP_S as VAD_HOP_S
+from annotators.common import yamnet as ym
+from annotators.common.vad import HOP_S as VAD_HOP_S
 
 
 @dataclass
 class EvidenceModels:
     """The models evidence needs, loaded once per actor. Either may be None (config switches it off)."""
 
-    vad: object | None  # annotators.speech.vad.SileroVad
+    vad: object | None  # annotators.common.vad.SileroVad
     yamnet: ym.YamNet | None
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotators.base import SegmentEvidence
-from annotators.general import yamnet as ym
+from annotators.common import yamnet as ym
+from annotators.common.vad import FRAME as VAD_FRAME
+from annotators.common.vad import HOP_S as VAD_HOP_S
 from annotators.segmentation.cuts import Levels, Segment, choose_segments, levels
 from annotators.segmentation.evidence import EvidenceModels, FrameEvidence, compute_evidence, yamnet_to_grid
-from annotators.speech.vad import FRAME as VAD_FRAME
-from annotators.speech.vad import HOP_S as VAD_HOP_S
 from schemas.annotation import Tag
 from schemas.config import SegmenterConfig
 
@@ -32,7 +32,7 @@ class SourceSegment:
     audio: np.ndarray  # (end - start,) float32
     speech_share: float
     music_share: float
-    other_share: float
+    general_share: float
     top_classes: list[Tag]
     evidence: SegmentEvidence
 
@@ -124,5 +124,5 @@ class EventSegmenterCore:
         return SourceSegment(
             start_sample=buf_start + a, end_sample=buf_start + b, cut_reasons=[s.start_reason, s.end_reason],
             audio=x[a:b].copy(), speech_share=share(is_speech), music_share=share(is_music),
-            other_share=share(is_other), top_classes=top, evidence=evidence,
+            general_share=share(is_other), top_classes=top, evidence=evidence,
         )

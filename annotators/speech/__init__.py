@@ -6,10 +6,10 @@ from annotators.base import BranchAnnotator
 from schemas.speech_config import SpeechConfig
 
 
-def build_speech_annotator(cfg: SpeechConfig) -> BranchAnnotator | None:
+def build_speech_annotator(cfg: SpeechConfig, num_threads: int = 1) -> BranchAnnotator | None:
     """The speech annotator for this config, or None (branch disabled) to pass rows through unannotated."""
     if not cfg.enabled:
         return None
     from annotators.speech.annotator import SpeechAnnotator
 
-    return SpeechAnnotator(cfg)
+    return SpeechAnnotator(cfg, num_threads)

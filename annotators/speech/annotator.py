@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from annotators.base import BranchInput
+from annotators.common import SAMPLE_RATE
 from annotators.speech.asr import AsrResult, AsrWord, WhisperAsr
 from annotators.speech.caption import speech_caption
 from annotators.speech.diarize import build_diarizer
@@ -34,15 +35,17 @@ def _version(dist: str) -> str:
 class SpeechAnnotator:
     """Loads every model once (construct once per actor); `annotate` handles a batch of segments."""
 
-    def __init__(self, cfg: SpeechConfig | None = None):
+    def __init__(self, cfg: SpeechConfig | None = None, num_threads: int = 1):
+        """`num_threads`: intra-op threads of every model here (ASR, VAD, diarization, DNSMOS), as placed."""
         import torch
 
         self.cfg = cfg = cfg or SpeechConfig()
-        torch.set_num_threads(cfg.torch_threads)
-        self.asr = WhisperAsr(cfg.asr)
+        self.num_threads = num_threads
+        torch.set_num_threads(num_threads)
+        self.asr = WhisperAsr(cfg.asr, num_threads)
         torch_device = self.asr.device if cfg.asr.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.diarizer = build_diarizer(cfg.diarization)
-        self.para = Paralinguistics(cfg.paralinguistics, device=torch_device, threads=cfg.torch_threads)
+        self.para = Paralinguistics(cfg.paralinguistics, device=torch_device, threads=num_threads)
         self._vad = None
 
     # ------------------------------------------------------------------ contract
@@ -80,9 +83,9 @@ class SpeechAnnotator:
         if ev is not None and ev.vad_prob is not None and np.size(ev.vad_prob):
             return np.asarray(ev.vad_prob, dtype=np.float32), float(ev.vad_hop_s)
         if self._vad is None:
-            from annotators.speech.vad import SileroVad
+            from annotators.common.vad import SileroVad
 
-            self._vad = SileroVad(num_threads=self.cfg.torch_threads)
+            self._vad = SileroVad(num_threads=self.num_threads)
         return self._vad.speech_prob(item.audio), VAD_HOP_S
 
     def _guard(self, r: AsrResult, vad: np.ndarray, hop: float) -> tuple[list[AsrWord], list[str]]:
@@ -113,7 +116,7 @@ class SpeechAnnotator:
         if r is not None:
             words, dropped = self._guard(r, vad, hop)
             refine_word_times(words, vad, hop, cfg.asr.vad_threshold)
-            dur = audio.shape[0] / 16000
+            dur = audio.shape[0] / SAMPLE_RATE
             for w in words:
                 w.start_s, w.end_s = max(0.0, min(w.start_s, dur)), max(0.0, min(w.end_s, dur))
             transcript = "".join(w.word for w in words).strip() if r.words else ("" if dropped else r.text)

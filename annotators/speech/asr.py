@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from annotators.common import SAMPLE_RATE
 from annotators.speech.models import ResolvedModel, resolve_asr_model
 from schemas.speech_config import AsrConfig
-
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -86,7 +85,7 @@ def split_windows(n: int, max_len: int, vad_prob: np.ndarray | None, vad_hop: in
 class WhisperAsr:
     """faster-whisper with our batching; construct once per actor."""
 
-    def __init__(self, cfg: AsrConfig):
+    def __init__(self, cfg: AsrConfig, num_threads: int = 1):
         from faster_whisper import WhisperModel
 
         self.cfg = cfg
@@ -101,7 +100,7 @@ class WhisperAsr:
             device=self.device,
             device_index=cfg.device_index,
             compute_type=compute,
-            cpu_threads=cfg.cpu_threads,
+            cpu_threads=num_threads,
             download_root=cfg.download_root,
             local_files_only=not cfg.allow_download,
         )

@@ -20,10 +20,10 @@ import os
 
 import numpy as np
 
+from annotators.common import SAMPLE_RATE
 from annotators.speech.vadtools import regions
 from schemas.speech_config import DiarizationConfig
 
-SAMPLE_RATE = 16000
 Turn = tuple[str, float, float]
 
 

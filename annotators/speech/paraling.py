@@ -22,10 +22,11 @@ from typing import Protocol
 
 import numpy as np
 
+from annotators.common import SAMPLE_RATE
+from annotators.common.levels import loudness_lufs
 from schemas.annotation import AttributePrediction
 from schemas.speech_config import ParalinguisticsConfig
 
-SAMPLE_RATE = 16000
 _VOWELS = re.compile(r"[aeiouyàáâãäåæèéêëìíîïòóôõöøùúûüýÿœ]+", re.IGNORECASE)
 _LATIN_WORD = re.compile(r"^[A-Za-zÀ-ÿŒœ'’\-]+$")
 
@@ -67,15 +68,6 @@ def count_syllables(words: list[str]) -> int | None:
     return n
 
 
-def loudness_lufs(audio: np.ndarray) -> float | None:
-    import pyloudnorm
-
-    if audio.shape[0] < int(0.4 * SAMPLE_RATE):
-        return None
-    v = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(audio.astype(np.float64))
-    return round(float(v), 2) if np.isfinite(v) else None
-
-
 def snr_db(audio: np.ndarray, vad_prob: np.ndarray, hop_s: float, threshold: float = 0.5) -> float | None:
     hop = int(round(hop_s * SAMPLE_RATE))
     n = min(audio.shape[0] // hop, vad_prob.shape[0])
@@ -86,7 +78,7 @@ def snr_db(audio: np.ndarray, vad_prob: np.ndarray, hop_s: float, threshold: flo
     if on.sum() < 2:
         return None
     noise = p[~on].mean() if (~on).sum() >= max(3, n // 10) else np.percentile(p, 10)
-    from annotators.general.levels import snr_db as capped_snr_db
+    from annotators.common.levels import snr_db as capped_snr_db
 
     return capped_snr_db(max(p[on].mean() - noise, 1e-12), noise)
 
@@ -181,7 +173,7 @@ class Paralinguistics:
     def measure(self, audio: np.ndarray, vad_prob: np.ndarray, hop_s: float, words: list[str],
                 threshold: float = 0.5) -> dict:
         cfg = self.cfg
-        out: dict = {"loudness_lufs": loudness_lufs(audio), "snr_db": snr_db(audio, vad_prob, hop_s, threshold)}
+        out: dict = {"loudness_lufs": loudness_lufs(audio, SAMPLE_RATE), "snr_db": snr_db(audio, vad_prob, hop_s, threshold)}
         speech_s = float((vad_prob >= threshold).sum() * hop_s)
         if words and speech_s > 0:
             out["words_per_s"] = round(len(words) / speech_s, 3)

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from pipeline.sources import filesystem_for
 from schemas.annotation import SegmentAnnotation
+from schemas.compat import read_annotation
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class AnnotateOutput:
                     continue
                 key = m.name[: -len(".json")]
                 try:
-                    out[key] = SegmentAnnotation.model_validate_json(tar.extractfile(m).read())
+                    out[key] = read_annotation(tar.extractfile(m).read())
                 except Exception as e:  # noqa: BLE001 - a bad member is counted, not fatal
                     out[key] = e
         return out

@@ -304,7 +304,7 @@ class MusicQaTask:
 
 # ------------------------------------------------------------------------------------------ sound events
 def usable_events(seg: Segment, th: Thresholds) -> tuple[list[SoundEvent], list[str]]:
-    so = seg.ann.sound
+    so = seg.ann.general
     if so is None:
         return [], []
     keep = [e for e in so.events if e.score >= th.event_score and e.end_s > e.start_s]
@@ -338,22 +338,22 @@ class EventLocalisationTask:
     name = "event_localisation"
 
     def drafts(self, seg: Segment, th: Thresholds) -> Drafts:
-        if seg.ann.sound is None:
+        if seg.ann.general is None:
             return Drafts()
         events, dropped = usable_events(seg, th)
         if not events:
             return Drafts(skipped=dropped or ["no_events"])
         out = Drafts(skipped=dropped)
-        out.items.append(Draft("dense", merged_lines(events), {"sound.events": event_dicts(events)}))
+        out.items.append(Draft("dense", merged_lines(events), {"general.events": event_dicts(events)}))
         for label in sorted({e.label for e in events}):
             mine = [e for e in events if e.label == label]
-            out.items.append(Draft("when", format_event_lines(mine), {"sound.events": event_dicts(mine), "label": label},
+            out.items.append(Draft("when", format_event_lines(mine), {"general.events": event_dicts(mine), "label": label},
                                    prompt_vars={"label": label.lower()}))
         first = events[0]  # the window around the first event, in whole seconds
         a, b = int(first.start_s), int(first.end_s) + 1
         inside = [e for e in events if e.start_s < b and e.end_s > a]
         out.items.append(Draft("between", merged_lines(inside),
-                               {"sound.events": event_dicts(inside), "window_s": [a, b]},
+                               {"general.events": event_dicts(inside), "window_s": [a, b]},
                                prompt_vars={"start": whole(a), "end": whole(b)}))
         return out
 
@@ -454,7 +454,7 @@ class ReasoningTask:
                 f"2. The next one is {e2.label}, starting at {format_time(e2.start_s)} s.",
                 f"3. Gap: {format_time(e2.start_s)} - {format_time(e1.start_s)} = {gap:.2f} s."],
                 f"{e1.label} comes first; {e2.label} starts {gap:.1f} s later.",
-                {"sound.events": event_dicts([e1, e2])}))
+                {"general.events": event_dicts([e1, e2])}))
         if events:
             longest = max(events, key=lambda e: (e.end_s - e.start_s, -e.start_s))
             steps = [f"{i + 1}. {e.label}: {format_time(e.start_s)} to {format_time(e.end_s)} s, "
@@ -463,7 +463,7 @@ class ReasoningTask:
                 steps.append(f"{len(steps) + 1}. {longest.label}: {longest.end_s - longest.start_s:.2f} s.")
             out.items.append(reasoned("longest_event", [*steps, f"{len(steps) + 1}. The longest is {longest.label}."],
                                       f"{longest.label}, for {longest.end_s - longest.start_s:.1f} s.",
-                                      {"sound.events": event_dicts(events)}))
+                                      {"general.events": event_dicts(events)}))
         if tempo_ok and len(mu.beats_s) >= 4:
             beats = sorted(mu.beats_s)
             intervals = sorted(b - a_ for a_, b in zip(beats, beats[1:], strict=False))

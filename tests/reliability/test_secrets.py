@@ -60,11 +60,12 @@ def test_report_config_masks_credential_keys():
 
 def test_quarantine_messages_mask_environment_secrets(monkeypatch):
     from schemas.annotation import QuarantineRecord
-    from stages.rows import quarantine
+    from schemas.errors import ErrorClass
+    from stages.rows import quarantine_row
 
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
     err = f"PUT s3://b/k failed: signature for key {SECRETS['AWS_SECRET_ACCESS_KEY']} rejected"
-    rec = QuarantineRecord.model_validate_json(quarantine("s3://b/k", "write", "S3Error", err)["payload"])
+    rec = QuarantineRecord.model_validate_json(quarantine_row("s3://b/k", "write", ErrorClass.STAGE_FAILED, err).payload)
     assert leaks_in(rec.message) == [] and MASK in rec.message
     assert redact_text("ok", {"PATH": "/usr/bin"}) == "ok"

