@@ -43,7 +43,7 @@ from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
 from stages.probe import ContentRegistry
-from stages.rows import merge_stats, row
+from stages.rows import Row, RowKind, merge_stats
 from stages.shard_writer import ShardCounter, ShardWriter
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,6 @@ def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quaranti
             src = src | {"committed_keys": list(state)}
             counts["resumed_partial"] += 1
         counts["processed"] += 1
-        spool.add(row("source_ref", json.dumps(src)))
+        spool.add(Row(RowKind.SOURCE_REF, json.dumps(src)).to_dict())
     spool.flush()
     return counts

@@ -22,14 +22,14 @@ ROOT = Path(__file__).parent.parent
 def single_process_keys(corpus: Path) -> list[str]:
     """The segment keys of the corpus from the segmenter stage called in a plain loop (no Ray)."""
     from pipeline.decode import probe
-    from stages.rows import row, to_batch, to_rows
+    from stages.rows import Row, RowKind, to_batch, to_rows
     from stages.segment import EventSegmenter
     from tests.multinode_job import job_config
 
     seg = EventSegmenter(job_config().model_dump(mode="json"))
     keys = []
     for f in sorted(corpus.iterdir()):
-        batch = to_batch([row("source", json.dumps(dataclasses.asdict(probe(str(f), 1 << 30))))])
+        batch = to_batch([Row(RowKind.SOURCE, json.dumps(dataclasses.asdict(probe(str(f), 1 << 30)))).to_dict()])
         keys += [r["key"] for b in seg(batch) for r in to_rows(b) if r["kind"] == "segment"]
     return keys
 
