@@ -22,10 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 from annotators.llm.merger import PROMPT_ID, LLMCaptionMerger, TemplateMerger, reason_code
+from pipeline.ledger import committed_shards
 from pipeline.recaption import read_annotations
+from pipeline.sources import filesystem_for
 from schemas.config import CaptionConfig
-from stages.ingest import filesystem_for
-from stages.shard_writer import committed_shards
 
 RESULTS = Path(__file__).parent / "results"
 

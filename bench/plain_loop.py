@@ -102,9 +102,9 @@ def main() -> None:
 
     from annotators.base import BranchInput
     from annotators.segmentation import EventSegmenterCore, EvidenceModels
+    from pipeline.decode import decode_stream, probe
     from schemas.annotation import SegmentAnnotation
     from schemas.config import load_config
-    from stages.ingest import decode_stream, probe
     from stages.router import routes_for
 
     cfg = load_config(None, args.set)

@@ -25,8 +25,8 @@ import pyarrow.fs as pafs
 
 from annotators.segmentation.planned import Cut, SampleReader, segments_at
 from annotators.segmentation.segmenter import EventSegmenterCore, SourceSegment
+from pipeline.sources import filesystem_for
 from schemas.errors import OutputFailed
-from stages.ingest import filesystem_for
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel
 
+from pipeline.ledger import write_atomic
 from pipeline.report import read_parquet_dir
+from pipeline.sources import filesystem_for
 from schemas.annotation import ModelInfo, SegmentAnnotation
 from schemas.tables import MANIFEST_SCHEMA
 from schemas.version import SCHEMA_VERSION
-from stages.ingest import filesystem_for
-from stages.shard_writer import write_atomic
 
 _SCALARS = {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}
 

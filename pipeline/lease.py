@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
 
-from stages.ingest import filesystem_for
+from pipeline.sources import filesystem_for
 
 log = logging.getLogger(__name__)
 

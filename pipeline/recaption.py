@@ -21,14 +21,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from annotators.llm import build_caption_merger
+from pipeline.ledger import committed_shards, write_atomic
+from pipeline.sources import filesystem_for
 from schemas.annotation import SegmentAnnotation
 from schemas.compat import read_annotation
 from schemas.config import JobConfig, _hash
 from schemas.tables import CAPTIONS_SCHEMA
 from schemas.version import SCHEMA_VERSION
 from stages.caption_report import count_caption, new_caption_counts
-from stages.ingest import filesystem_for
-from stages.shard_writer import committed_shards, write_atomic
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 

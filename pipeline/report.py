@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from pipeline.ledger import write_atomic
+from pipeline.sources import filesystem_for, redact_uri
 from schemas.compat import current_column, upgrade_table
-from stages.ingest import filesystem_for, redact_uri
-from stages.shard_writer import write_atomic
 
 MANIFEST_COLUMNS = ["key", "source_uri", "duration_s", "routes", "language", "n_speakers", "events", "tempo_bpm",
                     "music_key", "caption_model", "speech_caption", "music_caption", "general_caption", "shard"]

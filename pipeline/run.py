@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 
 from pipeline.lease import OutputLease
+from pipeline.ledger import (
+    SPOOL_PREFIX,
+    SourceLedger,
+    clean_uncommitted,
+    committed_shard_names,
+    next_shard_index,
+    run_suffix,
+)
 from pipeline.plan import build_plan
 from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS
+from pipeline.sources import (
+    S3Settings,
+    SourceSpool,
+    configure_s3,
+    filesystem_for,
+    iter_sources,
+    read_spool_slice,
+    redact_uri,
+    uri_digest,
+)
 from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
 from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
-from stages.ingest import filesystem_for, list_sources, redact_uri
-from stages.rows import merge_stats
-from stages.shard_writer import (
-    ShardCounter,
-    ShardWriter,
-    clean_uncommitted,
-    committed_shards,
-    next_shard_index,
-    run_suffix,
-)
+from stages.probe import ContentRegistry
+from stages.rows import Row, RowKind, merge_stats
+from stages.shard_writer import ShardCounter, ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +63,14 @@ class JobResult:
         return self.report["quarantined"]["count"]
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, s3: S3Settings | None = None) -> None:
+    """Start or join Ray. S3 settings from the config reach the workers through a setup hook (pickled into
+    Ray's function table), not through environment variables, which Ray shows in its dashboard."""
     if ray.is_initialized():
         return
+    env = {"worker_process_setup_hook": functools.partial(configure_s3, s3)} if s3 and not s3.empty else None
     ray.init(address=address, log_to_driver=False, include_dashboard=False if address is None else None,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, runtime_env=env)
 
 
 def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False,
@@ -63,6 +80,9 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     `repair` first uncommits the shards `eventcap verify` finds damaged, so this run re-does only their keys.
     Raises LeaseHeld, before touching anything, when another live job writes `output`.
     """
+    s3 = S3Settings(**cfg.s3.model_dump())
+    if not s3.empty:
+        configure_s3(s3)
     with OutputLease(output) as lease:
         repaired = uncommit_damaged_shards(output) if repair else []
         result = _run_annotate(inputs, output, cfg, progress)
@@ -73,6 +93,23 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
         with fs.open_output_stream(f"{root}/report.json") as f:
             f.write(json.dumps(result.report, indent=2).encode())
         return result
+
+
+def _read_slices(batch):
+    """Task: spool slices {"path", "lo", "hi"} -> their source_ref rows (one block per slice)."""
+    import pyarrow as pa
+
+    return pa.concat_tables([read_spool_slice(p, lo, hi) for p, lo, hi in
+                             zip(*(batch.column(c).to_pylist() for c in ("path", "lo", "hi")), strict=True)])
+
+
+def on_driver_node() -> dict:
+    """Options that keep a job's control actors (shard counter, content registry) on the driver's node: a
+    worker node that goes away mid-job takes annotation actors and tasks with it, which Ray retries, but
+    never the counter (a restarted one would hand out numbers again) or the registry."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 def uncommit_damaged_shards(output: str) -> list[str]:
@@ -93,24 +130,30 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     fs, root = filesystem_for(output)
     fs.create_dir(root, recursive=True)
 
-    sources = list_sources(inputs, cfg.ingest.extensions)
     removed = clean_uncommitted(output)
-    done = committed_shards(output)
-    skip_keys = frozenset(k for keys in done.values() for k in keys)
-    previously_quarantined = _quarantined_sources(output)
-    todo = [s for s in sources if s["uri"] not in previously_quarantined]
+    ledger = SourceLedger.load(output)
+    spool = SourceSpool(f"{output}/{SPOOL_PREFIX}{uuid.uuid4().hex[:8]}")
+    counts = spool_todo(inputs, cfg, ledger, _quarantined_sources(output), spool)
 
-    init_ray(cfg.ray_address)
+    init_ray(cfg.ray_address, S3Settings(**cfg.s3.model_dump()))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
 
-    counter = ShardCounter.remote(next_shard_index(output))
+    counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
-    if todo:
-        ds = build_plan(cfg, todo, skip_keys, output)
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
-    ray.kill(counter)
+    try:
+        if spool.rows:
+            slices = spool.slices(cfg.ingest.read_parallelism or min(spool.rows, 1000))  # spread small files
+            refs = ray.data.from_items(slices, override_num_blocks=len(slices)).map_batches(
+                _read_slices, batch_size=1, batch_format="pyarrow", num_cpus=TASK_CPUS)
+            registry = ContentRegistry.options(**on_driver_node()).remote(
+                ledger.complete_content() if ledger.complete.size else None)
+            ds = build_plan(cfg, refs, output, registry)
+            ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
+    finally:
+        ray.kill(counter)
+        spool.remove()
     removed += clean_uncommitted(output)  # anything a killed earlier run was still writing while we ran
 
     results = sink.results
@@ -130,15 +173,15 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
                 "segmentation_hash": cfg.segmentation_hash(), "schema_version": SCHEMA_VERSION,
                 "started": started, "finished": datetime.now(UTC).isoformat(timespec="seconds"),
                 "wall_s": round(wall, 2)},
-        "sources": {"listed": len(sources), "processed": len(todo),
-                    "skipped_already_quarantined": len(sources) - len(todo)},
-        "segments": {"written": sum(r["segments"] for r in results), "skipped_already_committed": len(skip_keys),
+        "sources": counts,
+        "segments": {"written": sum(r["segments"] for r in results),
+                     "skipped_already_committed": ledger.committed_keys,
                      "audio_s": round(audio_s, 2), "by_route": dict(sum((Counter(r["routes"]) for r in results),
                                                                          Counter()))},
         "quarantined": {"count": sum(r["quarantined"] for r in results), "total_in_output": sum(by_error.values()),
                         "by_error": dict(by_error)},
         "shards": {"written": sorted(s for r in results for s in r["shards"]),
-                   "total_committed": len(committed_shards(output))},
+                   "total_committed": len(committed_shard_names(output))},
         "captions": caption_report(results),
         "stages": stages,
         "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None},
@@ -178,6 +221,33 @@ def _read_quarantine(output: str) -> list[dict]:
     return rows
 
 
-def _quarantined_sources(output: str) -> set[str]:
-    """Sources rejected as a whole by an earlier run (not re-read on resume)."""
-    return {q["source_uri"] for q in _read_quarantine(output) if q["key"] is None and q["stage"] == "ingest"}
+def _quarantined_sources(output: str) -> np.ndarray:
+    """Sorted URI digests of the sources rejected as a whole by an earlier run (not re-read on resume)."""
+    return np.unique(np.array([uri_digest(q["source_uri"]) for q in _read_quarantine(output)
+                               if q["key"] is None and q["stage"] == "ingest"], dtype=np.uint64))
+
+
+def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quarantined: np.ndarray,
+               spool: SourceSpool) -> dict:
+    """Stream the listing into `spool`, resuming per source: complete and quarantined sources are left out,
+    partial ones carry their committed keys. Returns the counts for the report."""
+    counts = {"listed": 0, "processed": 0, "skipped_already_quarantined": 0, "skipped_already_complete": 0,
+              "resumed_partial": 0}
+    for src in iter_sources(inputs, cfg.ingest.extensions):
+        counts["listed"] += 1
+        digest = uri_digest(src["uri"])
+        i = int(quarantined.searchsorted(np.uint64(digest))) if quarantined.size else 0
+        if i < quarantined.size and int(quarantined[i]) == digest:
+            counts["skipped_already_quarantined"] += 1
+            continue
+        state = ledger.state(src["uri"], digest)
+        if state == "complete":
+            counts["skipped_already_complete"] += 1
+            continue
+        if state:
+            src = src | {"committed_keys": list(state)}
+            counts["resumed_partial"] += 1
+        counts["processed"] += 1
+        spool.add(Row(RowKind.SOURCE_REF, json.dumps(src)).to_dict())
+    spool.flush()
+    return counts

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.ledger import SHARD_RE
+from pipeline.sources import filesystem_for
 from schemas.tables import QUARANTINE_SCHEMA
-from stages.ingest import filesystem_for
-from stages.shard_writer import SHARD_RE
 
 MEMBER_SUFFIXES = (".flac", ".json", ".txt")
 

@@ -118,6 +118,17 @@ class ShardConfig(_Section):
     audio_format: Literal["flac"] = "flac"
 
 
+class S3Config(_Section):
+    """Object-store access for s3:// inputs and outputs; anything unset falls back to the standard AWS
+    environment variables and credential chain. Never logged, masked in report.json (pipeline/redact.py)."""
+
+    endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:9000 for an S3-compatible server")
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+
 class JobConfig(_Section):
     """Everything a corpus-annotation job needs besides its inputs and output."""
 
@@ -129,6 +140,7 @@ class JobConfig(_Section):
     general: GeneralConfig = Field(default_factory=GeneralConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     shards: ShardConfig = Field(default_factory=ShardConfig)
+    s3: S3Config = Field(default_factory=S3Config)
     ray_address: str | None = Field(None, description="None = start or join a local Ray instance")
     schema_version: str = SCHEMA_VERSION
 
@@ -145,7 +157,7 @@ class JobConfig(_Section):
 
 def _strip_placement(d: Any) -> Any:
     if isinstance(d, dict):
-        return {k: _strip_placement(v) for k, v in d.items() if k not in ("resources", "ray_address")}
+        return {k: _strip_placement(v) for k, v in d.items() if k not in ("resources", "ray_address", "s3")}
     return d
 
 

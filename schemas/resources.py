@@ -16,3 +16,6 @@ class ActorResources(BaseModel):
     batch_size: int = Field(8, ge=1, description="segments per batch handed to the model")
     cost: float | None = Field(None, gt=0, description="core-seconds per audio-second of this stage, weighting its "
                                "share of the CPUs; None = the measured default (pipeline/resources.py)")
+    resources: dict[str, float] = Field(default_factory=dict,
+                                        description="custom Ray resources per actor, e.g. {worker: 0.5}: "
+                                                    "places the stage on the nodes that offer them")

@@ -7,10 +7,11 @@ import json
 
 import ray
 
+from pipeline.decode import probe
+from pipeline.ledger import ContentDigests
 from schemas.config import JobConfig
 from schemas.errors import ErrorClass, QuarantineError
 from stages.base import RowStage
-from stages.ingest import probe
 from stages.rows import Row, RowKind
 
 
@@ -18,11 +19,14 @@ from stages.rows import Row, RowKind
 class ContentRegistry:
     """Remembers which source first showed each content hash in this job: the same bytes are annotated once."""
 
-    def __init__(self):
+    def __init__(self, earlier: ContentDigests | None = None):
         self.first: dict[str, str] = {}
+        self.earlier = earlier  # sources an earlier run finished (skipped unread): their bytes are taken
 
     def claim(self, sha256: str, uri: str) -> str:
         """The URI that owns `sha256` (`uri` itself when it is the first)."""
+        if self.earlier is not None and sha256 in self.earlier:
+            return "a source an earlier run of this output annotated"
         return self.first.setdefault(sha256, uri)
 
 
@@ -49,4 +53,9 @@ class ProbeSources(RowStage):
         if owner != info.uri:
             raise QuarantineError(ErrorClass.DUPLICATE_CONTENT, f"same bytes (sha256 {info.sha256[:16]}...) as "
                                                                 f"{owner}, which is annotated instead")
-        return Row(RowKind.SOURCE, json.dumps(dataclasses.asdict(info)))
+        return Row(RowKind.SOURCE, json.dumps(dataclasses.asdict(info) | _carried(ref)))
+
+
+def _carried(ref: dict) -> dict:
+    """What a source_ref hands on to the segmenter: the keys an earlier run committed for it (pipeline/ledger.py)."""
+    return {"committed_keys": ref["committed_keys"]} if ref.get("committed_keys") else {}

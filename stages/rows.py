@@ -37,6 +37,7 @@ class RowKind(StrEnum):
     SOURCE = "source"  # a probed source (SourceInfo)
     SEGMENT = "segment"  # one cut segment (SegmentAnnotation + audio + evidence)
     QUARANTINE = "quarantine"  # a QuarantineRecord on its way to the quarantine table
+    SOURCE_DONE = "source_done"  # a source segmented to its end, with its segment count (pipeline/ledger.py)
 
 
 class Row:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
 from pipeline.cutlist import CommittedCuts, CutListStore
+from pipeline.decode import IngestError, SourceInfo, decode_stream
 from schemas.annotation import ModelInfo, SegmentAnnotation
 from schemas.config import JobConfig
 from schemas.errors import ErrorClass, QuarantineError
 from schemas.keys import segment_key
 from stages.base import RowStage
-from stages.ingest import IngestError, SourceInfo, decode_stream
 from stages.rows import Row, RowKind, segment_row
 
 
@@ -19,8 +20,9 @@ class EventSegmenter(RowStage):
     """source rows -> segment rows (audio + evidence + SegmentAnnotation skeleton) or a quarantine row.
 
     Loads Silero VAD and YAMNet once per actor. Yields a batch every `flush_every` segments, so a long
-    source streams through without its segments piling up in one block. Keys already committed by an
-    earlier run (`skip_keys`) are dropped here, before any expensive stage.
+    source streams through without its segments piling up in one block. Keys an earlier run committed for a
+    source come with that source's row (`committed_keys`, see pipeline/ledger.py) and are dropped here, before
+    any expensive stage. A source segmented to its end closes with a source_done row (its segment count).
     """
 
     name = "segment"
@@ -30,8 +32,7 @@ class EventSegmenter(RowStage):
     config_section = "segmenter"
     flush_every = 16
 
-    def __init__(self, cfg: JobConfig | dict, num_threads: int = 1, skip_keys: frozenset[str] | None = None,
-                 output: str | None = None):
+    def __init__(self, cfg: JobConfig | dict, num_threads: int = 1, output: str | None = None):
         from annotators.common.vad import SileroVad
         from annotators.common.yamnet import YamNet
 
@@ -48,12 +49,13 @@ class EventSegmenter(RowStage):
             self.models["sound_classes"] = ModelInfo(name=yam.name, version=yam.version)
         self.seg_hash = self.cfg.segmentation_hash()
         self.config_hash = self.cfg.config_hash()
-        self.skip_keys = skip_keys or frozenset()
         # issue 22: a source is cut once; later runs reuse its committed cuts (pipeline/cutlist.py)
         self.cuts = CommittedCuts(self.core, CutListStore(output), self.seg_hash) if output else None
 
     def process(self, row: Row) -> Iterator[Row]:
-        src = SourceInfo(**row.data)
+        fields = dict(row.data)
+        skip_keys = frozenset(fields.pop("committed_keys", None) or ())
+        src = SourceInfo(**fields)
         sr = self.cfg.ingest.sample_rate
         min_samples = self.cfg.ingest.min_source_s * sr
         total = emitted = skipped = 0
@@ -70,7 +72,7 @@ class EventSegmenter(RowStage):
                 if total < min_samples:
                     break  # the whole source is shorter (it fits one window, so `total` is final): below
                 key = segment_key(src.sha256, s.start_sample, s.end_sample, self.seg_hash)
-                if key in self.skip_keys:
+                if key in skip_keys:
                     skipped += 1
                     continue
                 emitted += 1
@@ -89,3 +91,5 @@ class EventSegmenter(RowStage):
                                                         f"ingest.min_source_s={self.cfg.ingest.min_source_s}")
         if emitted == 0 and skipped == 0:
             raise QuarantineError(ErrorClass.ALL_SILENCE, f"no audible content in {total / sr:.1f} s of audio")
+        yield Row(RowKind.SOURCE_DONE, json.dumps({"source_uri": src.uri, "source_sha256": src.sha256,
+                                                    "segments": emitted + skipped}))

@@ -135,7 +135,7 @@ def test_shards_open_with_webdataset_three_members_per_key(job):
 
 
 def test_segment_audio_maps_back_to_its_source(job):
-    from stages.ingest import read_segment_audio
+    from pipeline.decode import read_segment_audio
 
     _, out = job
     m = manifest(out)
@@ -158,6 +158,7 @@ def test_same_input_gives_same_keys_and_rerun_duplicates_nothing(job, corpus, tm
 
     rerun = run_job([corpus], out)  # everything is committed: nothing new, nothing duplicated
     assert rerun.segments == 0 and rerun.report["segments"]["skipped_already_committed"] == len(keys)
+    assert rerun.report["sources"]["skipped_already_complete"] >= 4  # per-source ledger: not even decoded
     assert manifest(out).key.is_unique and set(manifest(out).key) == keys
 
 

@@ -252,8 +252,8 @@ def test_annotate_job_with_the_llm_merger_end_to_end(llama_server, ray_local, tm
 
     from pipeline.recaption import read_annotations, read_caption_table, run_recaption
     from pipeline.run import run_annotate
+    from pipeline.sources import filesystem_for
     from schemas.config import load_config
-    from stages.ingest import filesystem_for
     from tests import synth as S
 
     corpus = tmp_path / "corpus"

@@ -19,7 +19,7 @@ from annotators.common.yamnet import YamNet
 from annotators.segmentation import EventSegmenterCore, EvidenceModels
 from annotators.common.vad import SileroVad
 from schemas.config import SegmenterConfig
-from stages.ingest import decode_stream, probe
+from pipeline.decode import decode_stream, probe
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -65,7 +65,7 @@ def keys_in(client, bucket: str, prefix: str) -> list[str]:
 
 
 def test_listing_an_s3_prefix_pages_past_1000_keys(s3, monkeypatch):
-    from stages.ingest import list_sources
+    from pipeline.sources import list_sources
 
     env, client = s3
     for k, v in env.items():
@@ -147,3 +147,63 @@ def test_annotate_s3_to_s3_survives_sigkill_and_resumes_to_the_same_keys(s3, tmp
         body = client.get_object(Bucket="corpus", Key=key)["Body"].read()
         assert secret.encode() not in body, key
     print(f"S3 resume after SIGKILL: {resume_s:.1f} s, {len(markers)} shards, {len(reference)} keys")
+
+
+KILLED_UPLOAD = """
+import sys, time
+import pyarrow.fs as pafs
+from pipeline.sources import S3Settings, configure_s3, filesystem_for
+configure_s3(S3Settings(endpoint_url=sys.argv[1], region="us-east-1", access_key_id=sys.argv[2],
+                        secret_access_key=sys.argv[3]))
+fs, path = filesystem_for(sys.argv[4])
+out = fs.open_output_stream(path)
+out.write(b"x" * (12 << 20))  # past the first 5 MiB part: the multipart upload has begun
+print("uploading", flush=True)
+time.sleep(600)
+"""
+
+
+def test_s3_settings_from_the_config_and_a_killed_upload_aborted_on_resume(s3, monkeypatch):
+    """Endpoint, region and keys from the job config alone (no AWS_* variables); an upload killed by SIGKILL
+    leaves an incomplete multipart upload, which the next run's cleanup aborts (others' uploads untouched)."""
+    from pipeline.ledger import clean_uncommitted
+    from pipeline.redact import redact_config
+    from pipeline.sources import S3Settings, configure_s3, filesystem_for
+    from schemas.config import JobConfig
+
+    env, client = s3
+    for k in env:
+        monkeypatch.delenv(k, raising=False)
+    cfg = JobConfig.model_validate({"s3": {"endpoint_url": env["AWS_ENDPOINT_URL"], "region": "us-east-1",
+                                           "access_key_id": env["AWS_ACCESS_KEY_ID"],
+                                           "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}})
+    settings = S3Settings(**cfg.s3.model_dump())
+    configure_s3(settings)
+    outside = client.create_multipart_upload(Bucket="corpus", Key="elsewhere/big.tar")
+    try:
+        fs, path = filesystem_for("s3://corpus/cfgonly/hello.txt")
+        with fs.open_output_stream(path) as f:
+            f.write(b"hello")
+        assert client.get_object(Bucket="corpus", Key="cfgonly/hello.txt")["Body"].read() == b"hello"
+
+        p = subprocess.Popen([sys.executable, "-c", KILLED_UPLOAD, env["AWS_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"],
+                              env["AWS_SECRET_ACCESS_KEY"], "s3://corpus/cfgonly/shards/shard-000007-0badc0de.tar"],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert p.stdout.readline().strip() == "uploading"
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+        pending = [u["Key"] for u in client.list_multipart_uploads(Bucket="corpus").get("Uploads", [])]
+        assert sorted(pending) == ["cfgonly/shards/shard-000007-0badc0de.tar", "elsewhere/big.tar"]
+
+        removed = clean_uncommitted("s3://corpus/cfgonly")
+        assert [r.split(" (")[0] for r in removed] == ["s3://corpus/cfgonly/shards/shard-000007-0badc0de.tar"]
+        pending = [u["Key"] for u in client.list_multipart_uploads(Bucket="corpus").get("Uploads", [])]
+        assert pending == ["elsewhere/big.tar"]
+        assert "cfgonly/shards/shard-000007-0badc0de.tar" not in keys_in(client, "corpus", "cfgonly/")
+
+        shown = json.dumps(redact_config(cfg.model_dump(mode="json"))) + repr(settings)
+        assert env["AWS_SECRET_ACCESS_KEY"] not in shown and env["AWS_ENDPOINT_URL"] in shown
+        assert cfg.config_hash() == JobConfig().config_hash()  # where the bytes live does not change the output
+    finally:
+        configure_s3(S3Settings())
+        client.abort_multipart_upload(Bucket="corpus", Key="elsewhere/big.tar", UploadId=outside["UploadId"])

@@ -152,7 +152,7 @@ OPSOUND = Path("/usr/share/asterisk/moh")
 def test_real_music_is_cut_in_dips_between_notes(evidence_models, name):
     """Real recorded music has no silences: cuts land just before onsets, where the level dips."""
     from annotators.segmentation.evidence import frame_energy_db
-    from stages.ingest import decode_stream, probe
+    from pipeline.decode import decode_stream, probe
 
     x = np.concatenate(list(decode_stream(probe(str(OPSOUND / name), 1 << 40))))
     cfg = SegmenterConfig()

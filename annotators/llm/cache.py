@@ -19,7 +19,7 @@ def request_hash(messages: list[dict], identity: dict) -> str:
 
 class ReplyCache:
     def __init__(self, output: str):
-        from stages.ingest import filesystem_for
+        from pipeline.sources import filesystem_for
 
         self.fs, root = filesystem_for(output.rstrip("/"))
         self.root = f"{root}/caption_cache"
@@ -38,7 +38,7 @@ class ReplyCache:
         return entry.get("reply")
 
     def put(self, h: str, reply: str, meta: dict) -> None:
-        from stages.shard_writer import write_atomic
+        from pipeline.ledger import write_atomic
 
         data = json.dumps({"reply": reply, **meta}, ensure_ascii=False).encode()
         try:

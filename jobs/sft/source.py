@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.sources import filesystem_for
 from schemas.annotation import SegmentAnnotation
 from schemas.compat import read_annotation
-from stages.ingest import filesystem_for
 
 
 @dataclass(frozen=True)

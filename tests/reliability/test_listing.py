@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from stages.ingest import list_sources
+from pipeline.sources import list_sources
 
 
 def test_directory_link_loops_and_escapes_are_refused_not_followed(tmp_path):

@@ -1,6 +1,6 @@
-"""Ingest: list inputs, hash, probe and decode sources to mono float32 at 16 kHz, streaming.
+"""Hash, probe and decode one source to mono float32 at 16 kHz, streaming (no Ray here).
 
-Everything goes through `pyarrow.fs`, so local paths and (with the cluster issue) `s3://` URIs share one
+Everything goes through `pyarrow.fs` (see pipeline/sources.py), so local paths and `s3://` URIs share one
 code path. Decoding is streamed in blocks: a 2-hour file never becomes one 2-hour array.
 """
 
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.fs as pafs
 
+from pipeline.sources import filesystem_for
 from schemas.errors import QuarantineError
-
-LIST_FILE_EXTENSIONS = {"txt", "lst", "list", "uris"}
 
 
 class IngestError(QuarantineError):
@@ -31,111 +30,6 @@ class SourceInfo:
     channels: int
     duration_s: float | None  # None when the container does not say
     decoder: str  # "soundfile" | "pyav"
-
-
-# ------------------------------------------------------------------ listing (driver side: metadata only)
-def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and in-filesystem path of a URI or local path."""
-    if "://" not in uri:
-        import os
-
-        return pafs.LocalFileSystem(), os.path.abspath(uri)
-    return pafs.FileSystem.from_uri(uri)
-
-
-def redact_uri(uri: str) -> str:
-    """A URI fit for logs and reports: no user:password@ part, no query string (which may carry keys)."""
-    if "://" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    host, _, path = rest.partition("/")
-    host = host.rsplit("@", 1)[-1]
-    return f"{scheme}://{host}/{path.split('?', 1)[0]}".rstrip("/") if path else f"{scheme}://{host.split('?')[0]}"
-
-
-def _uri(fs: pafs.FileSystem, path: str, template: str) -> str:
-    if isinstance(fs, pafs.LocalFileSystem):
-        return path
-    scheme = template.split("://", 1)[0]
-    return f"{scheme}://{path}"
-
-
-def list_sources(inputs: list[str], extensions: list[str]) -> list[dict]:
-    """Expand files, directories (recursive) and list files (.txt/.lst: one URI per line) into source rows.
-
-    A file named explicitly is always taken (and quarantined later if it is not audio). Inside directories,
-    files without an audio extension are listed with a `skip` reason, so the job quarantines them instead of
-    dropping them silently; hidden files are ignored. Symlinks that dangle, loop, lead out of a listed
-    directory or point at a directory get `skip` and `skip_error` (see `_walk_local`).
-    Rows: {"uri", "size_bytes", "skip"[, "skip_error"]}, sorted, unique.
-    """
-    exts = {e.lower().lstrip(".") for e in extensions}
-    rows: dict[str, tuple[int, str | None]] = {}
-    refused: dict[str, tuple[str, str]] = {}  # uri -> (error, reason): links a directory listing must not follow
-    pending = list(inputs)
-    while pending:
-        item = pending.pop(0).strip()
-        if not item or item.startswith("#"):
-            continue
-        fs, path = filesystem_for(item)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            rows.setdefault(item, (-1, None))  # quarantined later as NotFound
-        elif info.type == pafs.FileType.Directory:
-            if isinstance(fs, pafs.LocalFileSystem):  # pyarrow follows directory links, loops included
-                files, bad_links = _walk_local(path)
-                refused.update(bad_links)
-            else:
-                files = [(fi.path, fi.size) for fi in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                         if fi.type == pafs.FileType.File]
-            for file_path, size in files:
-                name = file_path.rsplit("/", 1)[-1]
-                if name.startswith("."):
-                    continue
-                ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-                skip = None if ext in exts else f"extension '.{ext}' is not in ingest.extensions"
-                rows.setdefault(_uri(fs, file_path, item), (size, skip))
-        elif info.extension.lower() in LIST_FILE_EXTENSIONS:
-            with fs.open_input_stream(path) as f:
-                pending.extend(f.read().decode("utf-8", errors="replace").splitlines())
-        else:
-            rows[_uri(fs, path, item)] = (info.size, None)
-    for uri, (_error, reason) in refused.items():
-        rows[uri] = (-1, reason)
-    return [{"uri": u, "size_bytes": s, "skip": skip} | ({"skip_error": refused[u][0]} if u in refused else {})
-            for u, (s, skip) in sorted(rows.items())]
-
-
-def _walk_local(root: str) -> tuple[list[tuple[str, int]], dict[str, tuple[str, str]]]:
-    """Files under a local directory, never following a directory link; and the links refused, with why.
-
-    A file link inside the tree is listed (its bytes are annotated once: see ContentRegistry). Links that
-    dangle or loop (`BrokenSymlink`), lead out of the directory (`SymlinkOutsideInput`) or point at a directory
-    (`SymlinkedDirectory`: a loop, or a second path to files listed already) are quarantined, unread.
-    """
-    import os
-
-    top = os.path.realpath(root)
-    files, refused = [], {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            if name.startswith("."):
-                continue
-            if not os.path.islink(p):
-                if name in filenames:
-                    files.append((p, os.path.getsize(p)))
-                continue
-            target = os.readlink(p)
-            if not os.path.exists(p):
-                refused[p] = ("BrokenSymlink", f"symlink loop or dangling symlink (-> {target})")
-            elif os.path.commonpath([top, os.path.realpath(p)]) != top:
-                refused[p] = ("SymlinkOutsideInput", f"symlink leads out of the input directory {root} (-> {target})")
-            elif os.path.isdir(p):
-                refused[p] = ("SymlinkedDirectory", f"symlink to a directory is not followed (-> {target})")
-            else:
-                files.append((p, os.path.getsize(p)))
-    return files, refused
 
 
 # ------------------------------------------------------------------ probing

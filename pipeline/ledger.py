@@ -1,0 +1,329 @@
+"""The output directory's layout and ledger: what is committed, what a killed run left, which sources are done.
+
+Layout under OUT (any `pyarrow.fs` filesystem):
+    shards/shard-NNNNNN[-<run>].tar         <key>.flac, <key>.json (SegmentAnnotation), <key>.txt (caption)
+    shards/shard-NNNNNN[-<run>].keys.json   the commit marker: written last, lists the shard's keys (and, since
+                                            issue 22, tar_bytes, sha256 and members [[name, size]] for `verify`)
+    manifest/shard-NNNNNN[-<run>].parquet   one row per segment (MANIFEST_SCHEMA), no audio
+    quarantine/part-<id>.parquet            QUARANTINE_SCHEMA rows
+    ledger/done-<id>.parquet                SOURCE_DONE_SCHEMA rows: a source the segmenter finished, with its
+                                            number of segments (committed or not)
+    .listing-<run>/part-N.parquet           the running job's listing, spooled (pipeline/sources.py)
+A shard counts only when its tar and its sidecar are both in place (DESIGN.md §4): files are written under a
+temporary name and renamed (local), or uploaded whole (object stores make an object visible only when its
+upload completes, so a reader never sees a partial object).
+
+Shard names never collide. Locally a name is claimed with a hard link, which fails if the name exists. An
+object store has no such call through pyarrow, and listing-then-writing races, so there the name carries the
+run's id (`shard-NNNNNN-<run>`): numbers are unique within a run (one counter), run ids across runs.
+
+Resume reads the ledger per source (`SourceLedger`): a source whose committed segments number what the
+segmenter counted is skipped unread; a source with some committed segments carries just its own keys; the rest
+carry nothing. No process holds the set of every committed key. The writer (stages/shard_writer.py) and the
+job runner (pipeline/run.py) both use this module; it has no Ray in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.sources import filesystem_for, redact_uri, s3_settings, uri_digest
+
+log = logging.getLogger(__name__)
+SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
+SUBDIRS = ("shards", "manifest", "quarantine", "ledger")
+READ_GROUP = 64  # manifest parts read together (in parallel) when the ledger is loaded
+SPOOL_PREFIX = ".listing-"  # OUT/.listing-<run>/part-N.parquet: a run's sources to do (removed when it ends)
+SOURCE_DONE_SCHEMA = pa.schema([("source_uri", pa.string()), ("source_sha256", pa.string()),
+                                ("segments", pa.int64())])
+
+
+# ------------------------------------------------------------------ atomic writes
+def _write(out, data: bytes | None, local_file: str | None) -> None:
+    if local_file is None:
+        out.write(data)
+        return
+    with open(local_file, "rb") as src:
+        while chunk := src.read(8 << 20):
+            out.write(chunk)
+
+
+class NameTaken(FileExistsError):
+    """The final name already exists (another writer got there first): nothing was written."""
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | None = None, local_file: str | None = None,
+                 exclusive: bool = False) -> None:
+    """Write `data` (or the content of `local_file`) so that readers see all of the file or nothing.
+
+    `exclusive` never replaces an existing file (raises NameTaken): a shard name is claimed, not overwritten.
+    """
+    if isinstance(fs, pafs.LocalFileSystem):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
+        try:
+            with open(tmp, "wb") as out:
+                _write(out, data, local_file)
+        except BaseException:  # a full disk: no half-written file stays behind (issue 22)
+            os.unlink(tmp)
+            raise
+        if not exclusive:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # atomic, and fails if the name exists
+        except FileExistsError as e:
+            raise NameTaken(path) from e
+        finally:
+            os.unlink(tmp)
+        return
+    # an object becomes visible only when its upload completes; names written with `exclusive` are unique
+    # by construction on object stores (see run_suffix), so there is nothing to claim
+    with fs.open_output_stream(path) as out:
+        _write(out, data, local_file)
+
+
+def write_parquet_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    write_atomic(fs, path, buf.getvalue().to_pybytes())
+
+
+# ------------------------------------------------------------------ shards
+def committed_shard_names(output: str) -> list[str]:
+    """Names (`shard-NNNNNN[-run]`) of the shards whose tar and sidecar are both present; reads no file."""
+    fs, root = filesystem_for(output)
+    sel = pafs.FileSelector(f"{root}/shards", allow_not_found=True)
+    names = {fi.base_name for fi in fs.get_file_info(sel) if fi.type == pafs.FileType.File}
+    return sorted(m.group(1) for name in names
+                  if (m := SHARD_RE.match(name)) and m.group(3) == "keys.json" and f"{m.group(1)}.tar" in names)
+
+
+def committed_shards(output: str) -> dict[str, list[str]]:
+    """{shard name: keys} of every committed shard (reads every sidecar: for tools, not for resume)."""
+    fs, root = filesystem_for(output)
+    out = {}
+    for name in committed_shard_names(output):
+        with fs.open_input_stream(f"{root}/shards/{name}.keys.json") as f:
+            out[name] = json.loads(f.read())["keys"]
+    return out
+
+
+def clean_uncommitted(output: str) -> list[str]:
+    """Remove what a killed run left half-written: temp files, tars and manifest parts without a sidecar."""
+    fs, root = filesystem_for(output)
+    committed = set(committed_shard_names(output))
+    removed = []
+    for sub in SUBDIRS:
+        sel = pafs.FileSelector(f"{root}/{sub}", allow_not_found=True)
+        for fi in fs.get_file_info(sel):
+            if fi.type != pafs.FileType.File:
+                continue
+            stem = fi.base_name.split(".")[0]
+            orphan = sub in ("shards", "manifest") and stem.startswith("shard-") and stem not in committed
+            if fi.base_name.startswith(".tmp-") or orphan:
+                fs.delete_file(fi.path)
+                removed.append(fi.path)
+    removed += abort_incomplete_uploads(output)
+    for fi in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):  # the output's lease: one writer
+        if fi.type == pafs.FileType.Directory and fi.base_name.startswith(SPOOL_PREFIX):
+            fs.delete_dir(fi.path)
+            removed.append(fi.path)
+    return removed
+
+
+def abort_incomplete_uploads(output: str) -> list[str]:
+    """Abort the multipart uploads a killed run left under an s3:// output (invisible, but stored and billed).
+
+    The output's lease (pipeline/lease.py) means no live writer: every upload in progress under it is a dead
+    run's. pyarrow has no call to list uploads, so this one uses boto3. Returns "s3://bucket/key (upload id)".
+    """
+    if not output.startswith("s3://"):
+        return []
+    bucket, _, prefix = output[len("s3://"):].partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    client = s3_settings().client()
+    aborted, kw = [], {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        try:
+            page = client.list_multipart_uploads(**kw)
+        except Exception as e:  # noqa: BLE001 - e.g. no s3:ListBucketMultipartUploads permission: not fatal
+            log.warning("could not list incomplete uploads under %s: %s", redact_uri(output), type(e).__name__)
+            return aborted
+        for up in page.get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+            aborted.append(f"s3://{bucket}/{up['Key']} (incomplete upload {up['UploadId'][:12]})")
+        if not page.get("IsTruncated"):
+            return aborted
+        kw |= {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+
+def next_shard_index(output: str) -> int:
+    fs, root = filesystem_for(output)
+    sel = pafs.FileSelector(f"{root}/shards", allow_not_found=True)
+    idx = [int(m.group(2)) for fi in fs.get_file_info(sel) if (m := SHARD_RE.match(fi.base_name))]
+    return max(idx) + 1 if idx else 0
+
+
+def run_suffix(output: str) -> str:
+    """'' on a local disk (names are claimed by hard link); '-<8 hex>' unique to this run on an object store."""
+    fs, _ = filesystem_for(output)
+    return "" if isinstance(fs, pafs.LocalFileSystem) else f"-{uuid.uuid4().hex[:8]}"
+
+
+# ------------------------------------------------------------------ per-source ledger
+def write_sources_done(output: str, done: list[dict]) -> str | None:
+    """Record sources the segmenter finished ({"source_uri", "source_sha256", "segments"}); the part's path."""
+    if not done:
+        return None
+    fs, root = filesystem_for(output)
+    ident = hashlib.sha256(json.dumps(sorted((d["source_uri"], d["segments"]) for d in done)).encode()).hexdigest()
+    path = f"{root}/ledger/done-{ident[:16]}.parquet"
+    write_parquet_atomic(fs, path, pa.Table.from_pylist(done, schema=SOURCE_DONE_SCHEMA))
+    return path
+
+
+def _digests(uris: list[str]) -> np.ndarray:
+    return np.fromiter((uri_digest(u) for u in uris), dtype=np.uint64, count=len(uris))
+
+
+def sha256_digest(sha256: str) -> int:
+    """The first 64 bits of a hex sha256 (enough to tell 10^6 sources apart)."""
+    return int(sha256[:16], 16) if sha256 else 0
+
+
+def _sum_by_digest(digests: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique sorted digests and the sum of `counts` per digest."""
+    if digests.size == 0:
+        return digests, counts
+    order = np.argsort(digests, kind="stable")
+    d, c = digests[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+    return d[starts], np.add.reduceat(c, starts)
+
+
+def _first_by_digest(digests: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Unique sorted digests and, per digest, the first value of each column."""
+    d, first = np.unique(digests, return_index=True)
+    return (d, *(c[first] for c in columns))
+
+
+def _in_sorted(sorted_arr: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if sorted_arr.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    idx = np.minimum(np.searchsorted(sorted_arr, values), sorted_arr.size - 1)
+    return sorted_arr[idx] == values
+
+
+def _cat(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+
+@dataclass(frozen=True)
+class ContentDigests:
+    """A sorted set of sha256 digests (8 bytes each): the bytes of the sources an earlier run finished."""
+
+    sorted_digests: np.ndarray
+
+    def __contains__(self, sha256: str) -> bool:
+        return bool(_in_sorted(self.sorted_digests, np.array([sha256_digest(sha256)], np.uint64))[0])
+
+
+@dataclass
+class SourceLedger:
+    """Per-source resume state of an output, held as sorted 64-bit URI digests plus the keys of partial sources.
+
+    `state(uri)` is "complete" (skip the source unread), a tuple of the keys committed so far (a partial source:
+    the segmenter drops those), or None (nothing committed). Memory: 8 bytes a complete source, the keys of
+    partial sources only (a killed run leaves as many as it had in flight).
+    """
+
+    complete: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    partial: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    complete_sha256: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted sha256 digests
+    committed_keys: int = 0
+    shards: int = 0
+
+    def state(self, uri: str, digest: int | None = None) -> str | tuple[str, ...] | None:
+        """"complete", the committed keys of a partial source, or None; `digest` = uri_digest(uri) if known."""
+        d = uri_digest(uri) if digest is None else digest
+        i = int(self.complete.searchsorted(np.uint64(d)))
+        if i < self.complete.size and int(self.complete[i]) == d:
+            return "complete"
+        return self.partial.get(d)
+
+    def complete_content(self) -> ContentDigests:
+        """The bytes of the complete sources: another URI with the same bytes is DuplicateContent."""
+        return ContentDigests(self.complete_sha256)
+
+    @property
+    def summary(self) -> dict:
+        return {"committed_keys": self.committed_keys, "committed_shards": self.shards,
+                "complete_sources": int(self.complete.size), "partial_sources": len(self.partial)}
+
+    @classmethod
+    def load(cls, output: str) -> SourceLedger:
+        """Read the ledger: the done parts, then the source column of each committed shard's manifest part.
+
+        Streams file by file; keys are read (again) only from the manifest parts that hold a partial source.
+        """
+        fs, root = filesystem_for(output.rstrip("/"))
+        done_d, done_n, done_s = [], [], []
+        sel = pafs.FileSelector(f"{root}/ledger", allow_not_found=True)
+        for fi in fs.get_file_info(sel):
+            if fi.type == pafs.FileType.File and fi.base_name.startswith("done-") and fi.base_name.endswith(".parquet"):
+                t = pq.read_table(fi.path, filesystem=fs, columns=["source_uri", "source_sha256", "segments"])
+                done_d.append(_digests(t.column("source_uri").to_pylist()))
+                done_n.append(t.column("segments").to_numpy().astype(np.int64))
+                shas = t.column("source_sha256").to_pylist()
+                done_s.append(np.fromiter((sha256_digest(s or "") for s in shas), np.uint64, count=len(shas)))
+        # a source done in two runs counted the same segments each time: keep one count
+        d_done, n_done, s_done = _first_by_digest(_cat(done_d, np.uint64), _cat(done_n, np.int64),
+                                                  _cat(done_s, np.uint64))
+        del done_d, done_n, done_s
+
+        names = committed_shard_names(output)
+        groups = [[f"{root}/manifest/{n}.parquet" for n in names[i:i + READ_GROUP]]
+                  for i in range(0, len(names), READ_GROUP)]
+        group_digests: list[np.ndarray] = []
+        group_counts: list[np.ndarray] = []
+        for paths in groups:  # a group's files are read in parallel by pyarrow's threads
+            t = pq.read_table(paths, filesystem=fs, columns=["source_uri"])
+            vc = pc.value_counts(t.column("source_uri").combine_chunks())
+            group_digests.append(_digests(vc.field("values").to_pylist()))
+            group_counts.append(vc.field("counts").to_numpy().astype(np.int64))
+        d_com, n_com = _sum_by_digest(_cat(group_digests, np.uint64), _cat(group_counts, np.int64))
+        del group_counts
+
+        committed_for_done = np.zeros(d_done.size, np.int64)
+        hit = _in_sorted(d_com, d_done)
+        committed_for_done[hit] = n_com[np.searchsorted(d_com, d_done[hit])]
+        is_complete = committed_for_done >= n_done
+        complete = d_done[is_complete]
+        partial_d = d_com[~_in_sorted(complete, d_com)]
+
+        partial: dict[int, list[str]] = {}
+        for paths, d in zip(groups, group_digests, strict=True):  # only groups holding a partial source
+            if not partial_d.size or not _in_sorted(partial_d, d).any():
+                continue
+            t = pq.read_table(paths, filesystem=fs, columns=["source_uri", "key"])
+            uris = pc.unique(t.column("source_uri").combine_chunks())
+            wanted = pc.filter(uris, pa.array(_in_sorted(partial_d, _digests(uris.to_pylist()))))
+            t = t.filter(pc.is_in(t.column("source_uri"), value_set=wanted))
+            for uri, key in zip(t.column("source_uri").to_pylist(), t.column("key").to_pylist(), strict=True):
+                partial.setdefault(uri_digest(uri), []).append(key)
+        return cls(complete=complete, partial={d: tuple(sorted(k)) for d, k in partial.items()},
+                   complete_sha256=np.unique(s_done[is_complete]), committed_keys=int(n_com.sum()),
+                   shards=len(names))
