@@ -204,3 +204,22 @@ def group_scores(scores: np.ndarray) -> dict[str, np.ndarray]:
         "other": scores[:, other_mask].max(axis=1),
         "silence": scores[:, SILENCE_INDEX],
     }
+
+
+class LazyYamNet:
+    """Mixin for an annotator that needs YAMNet only for segments without the segmenter's posteriors: the
+    session loads on first use (with `self.threads` threads), so an actor of the pipeline never holds a second
+    copy; assigning `_yamnet` shares one loaded model (tests, the fidelity bench)."""
+
+    threads: int = 1
+    _yamnet_model: YamNet | None = None
+
+    @property
+    def _yamnet(self) -> YamNet:
+        if self._yamnet_model is None:
+            self._yamnet_model = YamNet(num_threads=self.threads)
+        return self._yamnet_model
+
+    @_yamnet.setter
+    def _yamnet(self, model: YamNet) -> None:
+        self._yamnet_model = model

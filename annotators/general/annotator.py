@@ -15,6 +15,7 @@ from annotators.common.yamnet import (
     SILENCE_INDEX,
     SPEECH_INDICES,
     WINDOW_S,
+    LazyYamNet,
     YamNet,
     class_names,
 )
@@ -36,7 +37,7 @@ SCENE_ONLY_INDICES = (500, 501, 502, 503, 504, 505, 506, 508, 520)
 # Speech-like vocal sounds a person makes (laughter, crying, coughs…) stay events: only SPEECH_INDICES are speech.
 
 
-class GeneralAudioAnnotator:
+class GeneralAudioAnnotator(LazyYamNet):
     """Annotates general-audio segments; the YAMNet session loads once, on first use, and runs only for
     segments that come without the segmenter's posteriors."""
 
@@ -53,18 +54,6 @@ class GeneralAudioAnnotator:
         self._event_classes = np.array([c for c in range(N_CLASSES) if c not in excluded])
         not_scene = {SILENCE_INDEX, *SPEECH_INDICES, *MUSIC_INDICES}
         self._scene_classes = np.array([c for c in range(N_CLASSES) if c not in not_scene])
-
-    @property
-    def _yamnet(self) -> YamNet:
-        """Loaded on first use: segments from the job carry the segmenter's posteriors, so an actor of the
-        pipeline never holds a second YAMNet copy."""
-        if self._yamnet_model is None:
-            self._yamnet_model = YamNet(num_threads=self.threads)
-        return self._yamnet_model
-
-    @_yamnet.setter
-    def _yamnet(self, model: YamNet) -> None:  # share one loaded model (tests, fidelity bench)
-        self._yamnet_model = model
 
     def models(self) -> dict[str, ModelInfo]:
         return {

@@ -7,7 +7,7 @@ import numpy as np
 
 from annotators.base import BranchInput
 from annotators.common.levels import dynamic_range_db, loudness_lufs
-from annotators.common.yamnet import YamNet, class_names
+from annotators.common.yamnet import LazyYamNet, YamNet, class_names
 from annotators.common.yamnet import package_version as yamnet_version
 from annotators.music.features import spectral_features
 from annotators.music.rhythm import Rhythm, analyse_rhythm
@@ -19,7 +19,7 @@ from schemas.music_config import MusicConfig
 CHROMA_HOP = 2048  # 128 ms
 
 
-class MusicAnnotator:
+class MusicAnnotator(LazyYamNet):
     """Annotates music segments; YAMNet (and basic-pitch when configured) load once, in the constructor."""
 
     def __init__(self, cfg: MusicConfig | None = None, num_threads: int = 1):
@@ -32,18 +32,6 @@ class MusicAnnotator:
             from annotators.music.notes import NoteTranscriber
 
             self._notes = NoteTranscriber(num_threads=self.threads)
-
-    @property
-    def _yamnet(self) -> YamNet:
-        """Loaded on first use: segments from the job carry the segmenter's posteriors, so an actor of the
-        pipeline never holds a second YAMNet copy."""
-        if self._yamnet_model is None:
-            self._yamnet_model = YamNet(num_threads=self.threads)
-        return self._yamnet_model
-
-    @_yamnet.setter
-    def _yamnet(self, model: YamNet) -> None:  # share one loaded model (tests, fidelity bench)
-        self._yamnet_model = model
 
     def models(self) -> dict[str, ModelInfo]:
         out = {
