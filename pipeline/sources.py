@@ -146,7 +146,8 @@ class SourceLister:
         elif ext in LIST_FILE_EXTENSIONS or ext in TABLE_MANIFEST_EXTENSIONS:
             for uri in manifest_uris(fs, path, ext):
                 if _names_a_file(uri):  # not looked up here: 10^6 lines would be 10^6 requests on the driver
-                    yield _row(uri, -1, None)  # the probe stage reads it (or quarantines it: NotFound)
+                    local = "://" not in uri  # one spelling per file: `sub/../a.wav` is `a.wav`
+                    yield _row(os.path.abspath(uri) if local else uri, -1, None)  # the probe stage reads it
                 else:
                     yield from self._expand(uri)
         else:
