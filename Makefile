@@ -84,7 +84,7 @@ demo: install
 
 test: install
 	$(ENV) $(BIN)/eventcap doctor --quiet
-	$(ENV) $(BIN)/python -m pytest -q tests
+	$(ENV) $(BIN)/python -m pytest -q --durations=15 tests
 
 test-fast: install
 	$(ENV) $(BIN)/python -m pytest -q -m "not slow" tests
