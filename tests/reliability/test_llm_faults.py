@@ -31,8 +31,8 @@ class _FaultyHandler(L._Handler):
     """The stub's handler, with the fault chosen per segment (its data block), so retries meet the same fault."""
 
     def _answer(self, body: dict, n: int) -> None:
-        user = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")  # this clip's, not
-        # the worked example's earlier turn
+        # this clip's data turn: not the worked example's (earlier), nor a retry's rejection reasons (later)
+        user = next(m["content"] for m in reversed(body["messages"]) if "<data>" in m["content"])
         data = re.search(r"<data>\n(.*)\n</data>", user, re.S)
         seg = hashlib.sha256((data.group(1) if data else user).encode()).hexdigest()
         with self.server.lock:
