@@ -37,9 +37,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DATA_BLOCK = re.compile(r"<data>\n(.*)\n</data>", re.S)
+
+
+def clip_turn(body: dict) -> str:
+    """The request's user turn that holds this clip's data block: not the worked example's (earlier), nor a
+    retry's rejection reasons (later)."""
+    return next(m["content"] for m in reversed(body["messages"]) if "<data>" in m["content"])
+
+
 def grounded_caption(user_text: str) -> dict:
     """A caption that states only the data block's facts (what a good model would send)."""
-    m = re.search(r"<data>\n(.*)\n</data>", user_text, re.S)
+    m = DATA_BLOCK.search(user_text)
     fields = json.loads(m.group(1))["fields"] if m else {}
     music = fields.get("music", {})
     if music:
@@ -92,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: dict, n: int) -> None:
         mode, model = body["model"], body["model"]
-        user = next(m["content"] for m in reversed(body["messages"]) if "<data>" in m["content"])  # this clip's
+        user = clip_turn(body)
         retried = "rejected" in body["messages"][-1]["content"]
         good = json.dumps(grounded_caption(user))
         if self.server.delay_s:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 import time
 from collections import Counter
@@ -31,9 +30,8 @@ class _FaultyHandler(L._Handler):
     """The stub's handler, with the fault chosen per segment (its data block), so retries meet the same fault."""
 
     def _answer(self, body: dict, n: int) -> None:
-        # this clip's data turn: not the worked example's (earlier), nor a retry's rejection reasons (later)
-        user = next(m["content"] for m in reversed(body["messages"]) if "<data>" in m["content"])
-        data = re.search(r"<data>\n(.*)\n</data>", user, re.S)
+        user = L.clip_turn(body)
+        data = L.DATA_BLOCK.search(user)
         seg = hashlib.sha256((data.group(1) if data else user).encode()).hexdigest()
         with self.server.lock:
             mode = self.server.modes.setdefault(seg, MODES[len(self.server.modes) % len(MODES)])
