@@ -21,6 +21,10 @@ class BranchStage(RowStage):
     after = ("route",)
     runs_as = "actor"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.config_section = cls.name  # a branch's config section bears its name
+
     def __init__(self, cfg: JobConfig | dict, num_threads: int = 1):
         super().__init__(cfg, num_threads)
         self._annotator = None
@@ -53,7 +57,7 @@ class BranchStage(RowStage):
 
 
 class SpeechStage(BranchStage):
-    name, config_section = "speech", "speech"
+    name = "speech"
 
     def build(self, cfg: JobConfig, num_threads: int):
         from annotators.speech import build_speech_annotator
@@ -62,7 +66,7 @@ class SpeechStage(BranchStage):
 
 
 class MusicStage(BranchStage):
-    name, config_section = "music", "music"
+    name = "music"
     after = ("route", "speech")  # lyrics come from the speech branch's transcript
 
     def build(self, cfg: JobConfig, num_threads: int):
@@ -72,7 +76,7 @@ class MusicStage(BranchStage):
 
 
 class GeneralAudioStage(BranchStage):
-    name, config_section = "general", "general"
+    name = "general"
 
     def build(self, cfg: JobConfig, num_threads: int):
         from annotators.general import build_general_audio_annotator
