@@ -144,7 +144,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     ctx.print_on_execution_start = False
 
     counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
-    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
+    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)
     try:
         if spool.rows:
             slices = spool.slices(cfg.ingest.read_parallelism or min(spool.rows, 1000))  # spread small files
