@@ -31,6 +31,7 @@ from pipeline.resources import TASK_CPUS
 from pipeline.sources import (
     S3Settings,
     SourceSpool,
+    apply_s3_config,
     configure_s3,
     filesystem_for,
     iter_sources,
@@ -80,9 +81,7 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     `repair` first uncommits the shards `eventcap verify` finds damaged, so this run re-does only their keys.
     Raises LeaseHeld, before touching anything, when another live job writes `output`.
     """
-    s3 = S3Settings(**cfg.s3.model_dump())
-    if not s3.empty:
-        configure_s3(s3)
+    apply_s3_config(cfg.s3)
     with OutputLease(output) as lease:
         repaired = uncommit_damaged_shards(output) if repair else []
         result = _run_annotate(inputs, output, cfg, progress)

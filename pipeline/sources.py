@@ -71,6 +71,15 @@ def configure_s3(settings: S3Settings) -> None:
     _S3 = settings
 
 
+def apply_s3_config(section) -> S3Settings:
+    """Use a config's `s3:` section (schemas.config.S3Config) for this process's s3:// URIs, if it sets anything;
+    otherwise the AWS environment stays in charge. Returns the settings (a job hands them to its workers)."""
+    settings = S3Settings(**section.model_dump())
+    if not settings.empty:
+        configure_s3(settings)
+    return settings
+
+
 def s3_settings() -> S3Settings:
     return _S3
 

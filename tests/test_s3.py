@@ -148,6 +148,21 @@ def test_annotate_s3_to_s3_survives_sigkill_and_resumes_to_the_same_keys(s3, tmp
         assert secret.encode() not in body, key
     print(f"S3 resume after SIGKILL: {resume_s:.1f} s, {len(markers)} shards, {len(reference)} keys")
 
+    # verify and report open the s3:// output with endpoint and credentials from the config alone
+    conf = tmp_path / "s3-only.yaml"
+    conf.write_text(json.dumps({"s3": {"endpoint_url": env["AWS_ENDPOINT_URL"], "region": "us-east-1",
+                                       "access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": secret}}))
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_EC2_METADATA_DISABLED": "true"}
+    client.delete_objects(Bucket="corpus", Delete={"Objects": [{"Key": "out/report.html"}, {"Key": "out/README.md"}]})
+    outs = {}
+    for command in ("verify", "report"):
+        r = subprocess.run([sys.executable, "-m", "jobs.cli", command, "s3://corpus/out", "--config", str(conf)],
+                           cwd=ROOT, env=bare, capture_output=True, text=True, timeout=300)
+        outs[command] = r.stdout + r.stderr
+        assert r.returncode == 0 and secret not in outs[command], outs[command]
+    assert outs["verify"].splitlines()[-1] == "OK" and f": {len(markers)} shards, {len(reference)} committed keys" in outs["verify"]
+    assert {"out/report.html", "out/README.md"} <= set(keys_in(client, "corpus", "out/"))  # written again by `report`
+
 
 KILLED_UPLOAD = """
 import sys, time
