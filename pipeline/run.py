@@ -41,6 +41,7 @@ from pipeline.sources import (
 )
 from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
+from schemas.errors import ErrorClass
 from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
 from stages.probe import ContentRegistry
@@ -220,10 +221,16 @@ def _read_quarantine(output: str) -> list[dict]:
     return rows
 
 
+# whole-source verdicts of the segmenter that the same bytes and config always reach again
+_SOURCE_VERDICTS = frozenset({ErrorClass.TOO_SHORT.value, ErrorClass.ALL_SILENCE.value})
+
+
 def _quarantined_sources(output: str) -> np.ndarray:
-    """Sorted URI digests of the sources rejected as a whole by an earlier run (not re-read on resume)."""
+    """Sorted URI digests of the sources rejected as a whole by an earlier run (not re-read on resume): at
+    listing and probing (stage `ingest`), or by the segmenter as too short or silent."""
     return np.unique(np.array([uri_digest(q["source_uri"]) for q in _read_quarantine(output)
-                               if q["key"] is None and q["stage"] == "ingest"], dtype=np.uint64))
+                               if q["key"] is None and (q["stage"] == "ingest" or q["error"] in _SOURCE_VERDICTS)],
+                              dtype=np.uint64))
 
 
 def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quarantined: np.ndarray,
