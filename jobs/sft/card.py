@@ -70,7 +70,7 @@ Lineage: every sample carries `key`, `audio_ref` (the annotate shard and key hol
 is that of its sources.
 """
 
-WDS_FILES = ("| `shards/*.tar` (config `samples`, WebDataset) | sample: `json` (the record below){audio} |\n")
+WDS_FILES = ("| `shards/*.tar` (config `samples`, WebDataset) | sample: `json` (prompt, answer, thinking, messages, source_fields, lineage){audio} |\n")
 MOSS_FILES = ("| `train.jsonl` (config `samples`) | sample: `conversation` [{role, message_type, content}] |\n"
               "| `audio/<key>.wav` | segment: 16 kHz mono WAV the conversations point at |\n")
 WDS_READ = """
