@@ -30,11 +30,11 @@ from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS
 from pipeline.sources import (
     S3Settings,
+    SourceLister,
     SourceSpool,
     apply_s3_config,
     configure_s3,
     filesystem_for,
-    iter_sources,
     read_spool_slice,
     redact_uri,
     uri_digest,
@@ -239,9 +239,8 @@ def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quaranti
     partial ones carry their committed keys. Returns the counts for the report."""
     counts = {"listed": 0, "processed": 0, "skipped_already_quarantined": 0, "skipped_already_complete": 0,
               "resumed_partial": 0}
-    for src in iter_sources(inputs, cfg.ingest.extensions):
+    for src, digest in SourceLister(cfg.ingest.extensions).with_digests(inputs):
         counts["listed"] += 1
-        digest = uri_digest(src["uri"])
         i = int(quarantined.searchsorted(np.uint64(digest))) if quarantined.size else 0
         if i < quarantined.size and int(quarantined[i]) == digest:
             counts["skipped_already_quarantined"] += 1

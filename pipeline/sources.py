@@ -134,12 +134,17 @@ class SourceLister:
         self.seen: set[int] = set()
 
     def __call__(self, inputs: Iterable[str]) -> Iterator[dict]:
+        for r, _ in self.with_digests(inputs):
+            yield r
+
+    def with_digests(self, inputs: Iterable[str]) -> Iterator[tuple[dict, int]]:
+        """(row, uri_digest(row["uri"])): the digest the de-duplication computed, for the resume lookups."""
         for item in inputs:
             for r in self._expand(item):
                 d = uri_digest(r["uri"])
                 if d not in self.seen:
                     self.seen.add(d)
-                    yield r
+                    yield r, d
 
     def _expand(self, item: str) -> Iterator[dict]:
         item = item.strip()
