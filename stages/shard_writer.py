@@ -12,6 +12,7 @@ import json
 import os
 import tarfile
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -128,7 +129,7 @@ class ShardWriter(Datasink[dict]):
         sources_done: list[dict] = []
         routes: Counter = Counter()
         captions: dict[str, Counter] = new_caption_counts()
-        result = {"shards": [], "segments": 0, "audio_s": 0.0, "quarantined": 0}
+        result = {"shards": [], "segments": 0, "audio_s": 0.0, "quarantined": 0, "first_segment_at": None}
         task_id = ray.get_runtime_context().get_task_id()
         committed_before = {k for name, keys in ray.get(self.counter.begin.remote(task_id))  # a lost attempt's
                             if fs.get_file_info(f"{root}/shards/{name}.keys.json").type == pafs.FileType.File
@@ -152,6 +153,8 @@ class ShardWriter(Datasink[dict]):
                         continue
                     if shard is None:
                         shard = _OpenShard(tmpdir)
+                    if result["first_segment_at"] is None:  # wall clock: the job's time to first segment
+                        result["first_segment_at"] = time.time()
                     shard.add(seg, audio_of(r))
                     routes.update(seg.routes)
                     count_caption(captions, seg)

