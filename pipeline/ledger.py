@@ -292,9 +292,11 @@ class SourceLedger:
         is_complete = committed_for_done >= n_done
         complete = d_done[is_complete]
         partial_d = d_com[~_in_sorted(complete, d_com)]
-        return cls(complete=complete, partial=manifest.keys_of(partial_d),
-                   complete_sha256=np.unique(s_done[is_complete]), committed_keys=int(n_com.sum()),
-                   shards=len(names))
+        ledger = cls(complete=complete, partial=manifest.keys_of(partial_d),
+                     complete_sha256=np.unique(s_done[is_complete]), committed_keys=int(n_com.sum()),
+                     shards=len(names))
+        pa.default_memory_pool().release_unused()  # the scan's buffers: back to the OS before the job starts
+        return ledger
 
 
 def _sha256_digests(col: pa.ChunkedArray) -> np.ndarray:
@@ -332,7 +334,8 @@ class ManifestScan:
         if not paths:
             return
         fmt = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns={"source_uri"}))
-        scan = pads.dataset(paths, filesystem=self.fs, format=fmt).scanner(columns=columns, use_threads=True)
+        scan = pads.dataset(paths, filesystem=self.fs, format=fmt).scanner(columns=columns, use_threads=True,
+                                                                              fragment_readahead=2)
         for tagged in scan.scan_batches():
             batch = tagged.record_batch
             if batch.column("source_uri").null_count:  # not written by eventcap; nothing to resume from

@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 
 LIST_FILE_EXTENSIONS = {"txt", "lst", "list", "uris"}  # one URI a line
 TABLE_MANIFEST_EXTENSIONS = {"tsv", "parquet"}  # a `uri` column (or the first column)
+_MANIFEST_EXTENSIONS = frozenset(LIST_FILE_EXTENSIONS | TABLE_MANIFEST_EXTENSIONS)
 MANIFEST_BATCH_ROWS = 65536
 
 
@@ -196,7 +197,7 @@ def _names_a_file(uri: str) -> bool:
     """A manifest line that names a file (an extension that is not a manifest's), not a directory or a list."""
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return bool(ext) and not uri.endswith("/") and ext not in LIST_FILE_EXTENSIONS | TABLE_MANIFEST_EXTENSIONS
+    return bool(ext) and not uri.endswith("/") and ext not in _MANIFEST_EXTENSIONS
 
 
 def _row(uri: str, size: int, skip: str | None) -> dict:
