@@ -69,6 +69,9 @@ def _recaption(args: argparse.Namespace) -> int:
         print(f"eventcap: {e}", file=sys.stderr)
         return 2
     from pipeline.recaption import run_recaption
+    from pipeline.sources import apply_s3_config
+
+    apply_s3_config(cfg.s3)
 
     try:
         rep = run_recaption(args.output, args.name, cfg)
@@ -83,7 +86,31 @@ def _recaption(args: argparse.Namespace) -> int:
     return 0
 
 
+def _s3_from_config(args: argparse.Namespace) -> bool:
+    """Apply the `s3:` section of `--config` (and `--set s3.*`) for a command that only opens an output."""
+    from schemas.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"eventcap {args.command}: {e}", file=sys.stderr)
+        return False
+    from pipeline.sources import apply_s3_config
+
+    apply_s3_config(cfg.s3)
+    return True
+
+
+def _add_s3_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="job config YAML: its s3 section (endpoint, region, credentials) is used "
+                                          "for an s3:// OUT; unset values fall back to the AWS environment")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set s3.region=eu-west-1 (repeatable)")
+
+
 def _verify(args: argparse.Namespace) -> int:
+    if not _s3_from_config(args):
+        return 2
     from pipeline.verify import OutputVerifier, format_report
 
     rep = OutputVerifier(args.output).run()
@@ -103,6 +130,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if not _s3_from_config(args):
+        return 2
     from pipeline.dataset_card import write_dataset_card
     from pipeline.report import write_report
 
@@ -134,6 +163,7 @@ def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check an output's shards, manifest and quarantine table against the "
                                       "commit markers; exit 1 with the list of problems")
     v.add_argument("output", metavar="OUT")
+    _add_s3_config_arguments(v)
     v.set_defaults(func=_verify)
 
     from jobs.doctor import add_arguments as add_doctor_arguments
@@ -158,6 +188,7 @@ def build_parser(with_trainer: bool = True) -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write OUT/report.html (charts, one offline file) and the dataset card OUT/README.md")
     r.add_argument("output", metavar="OUT", help="an annotate output directory (or URI)")
+    _add_s3_config_arguments(r)
     r.set_defaults(func=_report)
 
     from jobs.remote import add_remote_commands

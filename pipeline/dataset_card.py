@@ -85,11 +85,21 @@ def shard_features(model_stages: list[str], sample_rate: int = 16000) -> list[di
             hf_feature("json", seg), {"name": "txt", "dtype": "string"}]
 
 
+def schema_features(schema: pa.Schema) -> list[dict]:
+    """The card's `features` list of a table (one entry per column, in order)."""
+    return [hf_feature(f.name, f.type) for f in schema]
+
+
 def manifest_features() -> list[dict]:
-    return [hf_feature(f.name, f.type) for f in MANIFEST_SCHEMA]
+    return schema_features(MANIFEST_SCHEMA)
 
 
 # ------------------------------------------------------------------ the card
+def render_card(header: dict, body: str) -> str:
+    """A dataset card: the YAML header between `---` lines (what the Hub and `datasets` read), then the body."""
+    return f"---\n{yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000)}---\n{body}"
+
+
 def model_stages_in(output: str) -> list[str]:
     """The keys of `models` over the whole output (one parse per distinct JSON string)."""
     t = read_parquet_dir(output, "manifest", ["models"])
@@ -152,11 +162,10 @@ def write_dataset_card(output: str) -> str:
     output = output.rstrip("/")
     t = read_parquet_dir(output, "manifest", ["source_uri", "duration_s", "shard"])
     n = t.num_rows if t is not None else 0
-    header = yaml.safe_dump(card_header(model_stages_in(output)), sort_keys=False, allow_unicode=True, width=1000)
     body = BODY.format(schema=SCHEMA_VERSION, n=n,
                        hours=(pc.sum(t.column("duration_s")).as_py() or 0) / 3600 if n else 0.0,
                        sources=len(pc.unique(t.column("source_uri"))) if n else 0,
                        shards=len(pc.unique(t.column("shard"))) if n else 0)
     fs, root = filesystem_for(output)
-    write_atomic(fs, f"{root}/README.md", f"---\n{header}---\n{body}".encode())
+    write_atomic(fs, f"{root}/README.md", render_card(card_header(model_stages_in(output)), body).encode())
     return f"{output}/README.md"

@@ -44,7 +44,6 @@ from pipeline.sources import filesystem_for, redact_uri, s3_settings, uri_digest
 log = logging.getLogger(__name__)
 SHARD_RE = re.compile(r"(shard-(\d{6,})(?:-[0-9a-f]{8})?)\.(tar|keys\.json)$")
 SUBDIRS = ("shards", "manifest", "quarantine", "ledger")
-READ_GROUP = 64  # manifest parts read together (in parallel) when the ledger is loaded
 SPOOL_PREFIX = ".listing-"  # OUT/.listing-<run>/part-N.parquet: a run's sources to do (removed when it ends)
 SOURCE_DONE_SCHEMA = pa.schema([("source_uri", pa.string()), ("source_sha256", pa.string()),
                                 ("segments", pa.int64())])
@@ -277,35 +276,15 @@ class SourceLedger:
     def load(cls, output: str) -> SourceLedger:
         """Read the ledger: the done parts, then the source column of each committed shard's manifest part.
 
-        Streams file by file; keys are read (again) only from the manifest parts that hold a partial source.
+        Vectorised (no Python object per row): `source_uri` is read dictionary-encoded, so each file's distinct
+        URIs are hashed once and its rows are counted with `bincount`; keys are read (again) only from the
+        manifest parts that hold a partial source.
         """
         fs, root = filesystem_for(output.rstrip("/"))
-        done_d, done_n, done_s = [], [], []
-        sel = pafs.FileSelector(f"{root}/ledger", allow_not_found=True)
-        for fi in fs.get_file_info(sel):
-            if fi.type == pafs.FileType.File and fi.base_name.startswith("done-") and fi.base_name.endswith(".parquet"):
-                t = pq.read_table(fi.path, filesystem=fs, columns=["source_uri", "source_sha256", "segments"])
-                done_d.append(_digests(t.column("source_uri").to_pylist()))
-                done_n.append(t.column("segments").to_numpy().astype(np.int64))
-                shas = t.column("source_sha256").to_pylist()
-                done_s.append(np.fromiter((sha256_digest(s or "") for s in shas), np.uint64, count=len(shas)))
-        # a source done in two runs counted the same segments each time: keep one count
-        d_done, n_done, s_done = _first_by_digest(_cat(done_d, np.uint64), _cat(done_n, np.int64),
-                                                  _cat(done_s, np.uint64))
-        del done_d, done_n, done_s
-
+        d_done, n_done, s_done = _read_done_parts(fs, root)
         names = committed_shard_names(output)
-        groups = [[f"{root}/manifest/{n}.parquet" for n in names[i:i + READ_GROUP]]
-                  for i in range(0, len(names), READ_GROUP)]
-        group_digests: list[np.ndarray] = []
-        group_counts: list[np.ndarray] = []
-        for paths in groups:  # a group's files are read in parallel by pyarrow's threads
-            t = pq.read_table(paths, filesystem=fs, columns=["source_uri"])
-            vc = pc.value_counts(t.column("source_uri").combine_chunks())
-            group_digests.append(_digests(vc.field("values").to_pylist()))
-            group_counts.append(vc.field("counts").to_numpy().astype(np.int64))
-        d_com, n_com = _sum_by_digest(_cat(group_digests, np.uint64), _cat(group_counts, np.int64))
-        del group_counts
+        manifest = ManifestScan(fs, [f"{root}/manifest/{n}.parquet" for n in names])
+        d_com, n_com = manifest.counts_by_source()
 
         committed_for_done = np.zeros(d_done.size, np.int64)
         hit = _in_sorted(d_com, d_done)
@@ -313,17 +292,85 @@ class SourceLedger:
         is_complete = committed_for_done >= n_done
         complete = d_done[is_complete]
         partial_d = d_com[~_in_sorted(complete, d_com)]
+        ledger = cls(complete=complete, partial=manifest.keys_of(partial_d),
+                     complete_sha256=np.unique(s_done[is_complete]), committed_keys=int(n_com.sum()),
+                     shards=len(names))
+        pa.default_memory_pool().release_unused()  # the scan's buffers: back to the OS before the job starts
+        return ledger
 
-        partial: dict[int, list[str]] = {}
-        for paths, d in zip(groups, group_digests, strict=True):  # only groups holding a partial source
-            if not partial_d.size or not _in_sorted(partial_d, d).any():
+
+def _sha256_digests(col: pa.ChunkedArray) -> np.ndarray:
+    """`sha256_digest` of a column of hex strings (null or empty: 0), without a Python int per row."""
+    if len(col) == 0:
+        return np.zeros(0, np.uint64)
+    head = pc.utf8_lpad(pc.utf8_slice_codeunits(pc.fill_null(col, ""), 0, 16), 16, "0")
+    return np.frombuffer(bytes.fromhex("".join(head.to_pylist())), dtype=">u8").astype(np.uint64)
+
+
+def _read_done_parts(fs: pafs.FileSystem, root: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(URI digests, segment counts, sha256 digests) of the sources the segmenter finished, one row per URI
+    (a source done in two runs counted the same segments each time: the first count is kept)."""
+    done_d, done_n, done_s = [], [], []
+    sel = pafs.FileSelector(f"{root}/ledger", allow_not_found=True)
+    for fi in fs.get_file_info(sel):
+        if fi.type == pafs.FileType.File and fi.base_name.startswith("done-") and fi.base_name.endswith(".parquet"):
+            t = pq.read_table(fi.path, filesystem=fs, columns=["source_uri", "source_sha256", "segments"])
+            done_d.append(_digests(t.column("source_uri").to_pylist()))
+            done_n.append(t.column("segments").to_numpy().astype(np.int64))
+            done_s.append(_sha256_digests(t.column("source_sha256")))
+    return _first_by_digest(_cat(done_d, np.uint64), _cat(done_n, np.int64), _cat(done_s, np.uint64))
+
+
+class ManifestScan:
+    """The committed manifest parts, scanned in parallel with `source_uri` dictionary-encoded."""
+
+    def __init__(self, fs: pafs.FileSystem, paths: list[str]):
+        self.fs, self.paths = fs, paths
+        self.file_digests: dict[str, np.ndarray] = {}  # path -> the sorted URI digests it holds
+
+    def _batches(self, paths: list[str], columns: list[str]):
+        import pyarrow.dataset as pads
+
+        if not paths:
+            return
+        fmt = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns={"source_uri"}))
+        scan = pads.dataset(paths, filesystem=self.fs, format=fmt).scanner(columns=columns, use_threads=True,
+                                                                              fragment_readahead=2)
+        for tagged in scan.scan_batches():
+            batch = tagged.record_batch
+            if batch.column("source_uri").null_count:  # not written by eventcap; nothing to resume from
+                batch = batch.filter(pc.is_valid(batch.column("source_uri")))
+            uris = batch.column("source_uri")
+            if not isinstance(uris, pa.DictionaryArray):
+                uris = uris.dictionary_encode()
+            yield tagged.fragment.path, batch, uris, _digests(uris.dictionary.to_pylist())
+
+    def counts_by_source(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted URI digests of the committed segments and the number of segments per digest."""
+        digests: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        per_file: dict[str, list[np.ndarray]] = {}
+        for path, _, uris, dict_digests in self._batches(self.paths, ["source_uri"]):
+            n = np.bincount(uris.indices.to_numpy(zero_copy_only=False), minlength=len(dict_digests))
+            used = n > 0
+            digests.append(dict_digests[used])
+            counts.append(n[used].astype(np.int64))
+            per_file.setdefault(path, []).append(dict_digests[used])
+        self.file_digests = {p: np.unique(np.concatenate(d)) for p, d in per_file.items()}
+        return _sum_by_digest(_cat(digests, np.uint64), _cat(counts, np.int64))
+
+    def keys_of(self, partial_digests: np.ndarray) -> dict[int, tuple[str, ...]]:
+        """{URI digest: its committed keys, sorted} for the `partial_digests` (read only where they occur)."""
+        if not partial_digests.size:
+            return {}
+        paths = [p for p, d in self.file_digests.items() if _in_sorted(partial_digests, d).any()]
+        found: dict[int, list[str]] = {}
+        for _, batch, uris, dict_digests in self._batches(paths, ["source_uri", "key"]):
+            indices = uris.indices.to_numpy(zero_copy_only=False)
+            rows = np.flatnonzero(_in_sorted(partial_digests, dict_digests)[indices])
+            if not rows.size:
                 continue
-            t = pq.read_table(paths, filesystem=fs, columns=["source_uri", "key"])
-            uris = pc.unique(t.column("source_uri").combine_chunks())
-            wanted = pc.filter(uris, pa.array(_in_sorted(partial_d, _digests(uris.to_pylist()))))
-            t = t.filter(pc.is_in(t.column("source_uri"), value_set=wanted))
-            for uri, key in zip(t.column("source_uri").to_pylist(), t.column("key").to_pylist(), strict=True):
-                partial.setdefault(uri_digest(uri), []).append(key)
-        return cls(complete=complete, partial={d: tuple(sorted(k)) for d, k in partial.items()},
-                   complete_sha256=np.unique(s_done[is_complete]), committed_keys=int(n_com.sum()),
-                   shards=len(names))
+            keys = batch.column("key").take(pa.array(rows)).to_pylist()
+            for d, key in zip(dict_digests[indices[rows]].tolist(), keys, strict=True):
+                found.setdefault(d, []).append(key)
+        return {d: tuple(sorted(k)) for d, k in found.items()}

@@ -30,16 +30,18 @@ from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS, worker_env
 from pipeline.sources import (
     S3Settings,
+    SourceLister,
     SourceSpool,
+    apply_s3_config,
     configure_s3,
     filesystem_for,
-    iter_sources,
     read_spool_slice,
     redact_uri,
     uri_digest,
 )
 from pipeline.verify import OutputVerifier
 from schemas.config import JobConfig
+from schemas.errors import ErrorClass
 from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
 from stages.probe import ContentRegistry
@@ -82,9 +84,7 @@ def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool 
     `repair` first uncommits the shards `eventcap verify` finds damaged, so this run re-does only their keys.
     Raises LeaseHeld, before touching anything, when another live job writes `output`.
     """
-    s3 = S3Settings(**cfg.s3.model_dump())
-    if not s3.empty:
-        configure_s3(s3)
+    apply_s3_config(cfg.s3)
     with OutputLease(output) as lease:
         repaired = uncommit_damaged_shards(output) if repair else []
         result = _run_annotate(inputs, output, cfg, progress)
@@ -237,10 +237,16 @@ def _read_quarantine(output: str) -> list[dict]:
     return rows
 
 
+# whole-source verdicts of the segmenter that the same bytes and config always reach again
+_SOURCE_VERDICTS = frozenset({ErrorClass.TOO_SHORT.value, ErrorClass.ALL_SILENCE.value})
+
+
 def _quarantined_sources(output: str) -> np.ndarray:
-    """Sorted URI digests of the sources rejected as a whole by an earlier run (not re-read on resume)."""
+    """Sorted URI digests of the sources rejected as a whole by an earlier run (not re-read on resume): at
+    listing and probing (stage `ingest`), or by the segmenter as too short or silent."""
     return np.unique(np.array([uri_digest(q["source_uri"]) for q in _read_quarantine(output)
-                               if q["key"] is None and q["stage"] == "ingest"], dtype=np.uint64))
+                               if q["key"] is None and (q["stage"] == "ingest" or q["error"] in _SOURCE_VERDICTS)],
+                              dtype=np.uint64))
 
 
 def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quarantined: np.ndarray,
@@ -249,9 +255,8 @@ def spool_todo(inputs: list[str], cfg: JobConfig, ledger: SourceLedger, quaranti
     partial ones carry their committed keys. Returns the counts for the report."""
     counts = {"listed": 0, "processed": 0, "skipped_already_quarantined": 0, "skipped_already_complete": 0,
               "resumed_partial": 0}
-    for src in iter_sources(inputs, cfg.ingest.extensions):
+    for src, digest in SourceLister(cfg.ingest.extensions).with_digests(inputs):
         counts["listed"] += 1
-        digest = uri_digest(src["uri"])
         i = int(quarantined.searchsorted(np.uint64(digest))) if quarantined.size else 0
         if i < quarantined.size and int(quarantined[i]) == digest:
             counts["skipped_already_quarantined"] += 1

@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 
 LIST_FILE_EXTENSIONS = {"txt", "lst", "list", "uris"}  # one URI a line
 TABLE_MANIFEST_EXTENSIONS = {"tsv", "parquet"}  # a `uri` column (or the first column)
+_MANIFEST_EXTENSIONS = frozenset(LIST_FILE_EXTENSIONS | TABLE_MANIFEST_EXTENSIONS)
 MANIFEST_BATCH_ROWS = 65536
 
 
@@ -69,6 +70,15 @@ def configure_s3(settings: S3Settings) -> None:
     """Use `settings` for every s3:// URI this process opens (a worker setup hook calls it on each worker)."""
     global _S3
     _S3 = settings
+
+
+def apply_s3_config(section) -> S3Settings:
+    """Use a config's `s3:` section (schemas.config.S3Config) for this process's s3:// URIs, if it sets anything;
+    otherwise the AWS environment stays in charge. Returns the settings (a job hands them to its workers)."""
+    settings = S3Settings(**section.model_dump())
+    if not settings.empty:
+        configure_s3(settings)
+    return settings
 
 
 def s3_settings() -> S3Settings:
@@ -125,12 +135,17 @@ class SourceLister:
         self.seen: set[int] = set()
 
     def __call__(self, inputs: Iterable[str]) -> Iterator[dict]:
+        for r, _ in self.with_digests(inputs):
+            yield r
+
+    def with_digests(self, inputs: Iterable[str]) -> Iterator[tuple[dict, int]]:
+        """(row, uri_digest(row["uri"])): the digest the de-duplication computed, for the resume lookups."""
         for item in inputs:
             for r in self._expand(item):
                 d = uri_digest(r["uri"])
                 if d not in self.seen:
                     self.seen.add(d)
-                    yield r
+                    yield r, d
 
     def _expand(self, item: str) -> Iterator[dict]:
         item = item.strip()
@@ -182,7 +197,7 @@ def _names_a_file(uri: str) -> bool:
     """A manifest line that names a file (an extension that is not a manifest's), not a directory or a list."""
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return bool(ext) and not uri.endswith("/") and ext not in LIST_FILE_EXTENSIONS | TABLE_MANIFEST_EXTENSIONS
+    return bool(ext) and not uri.endswith("/") and ext not in _MANIFEST_EXTENSIONS
 
 
 def _row(uri: str, size: int, skip: str | None) -> dict:

@@ -2,7 +2,8 @@
 
 A task's `weight` is the expected number of samples it makes from each segment that supports it: 1.0 = one
 sample per eligible segment, 0.5 = every other one (drawn), 2.5 = two, and a third half the time; 0 turns the
-task off. Unknown keys are errors that name the key (as in the job config).
+task off. Unknown keys are errors that name the key (as in the job config). `s3:` is the job config's section
+(endpoint, region, credentials for s3:// annotate outputs): where the bytes live is not part of the plan.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.config import ConfigError, read_config_tree, validation_error
+from schemas.config import ConfigError, S3Config, read_config_tree, validation_error
 
 TASK_NAMES = ("caption", "speech_caption", "asr", "asr_ts", "speaker_ts", "music_qa", "event_localisation",
               "audio_qa", "reasoning")
@@ -55,6 +56,7 @@ class SftConfig(_Section):
                                                         "(ANNOTATE_OUT/captions/NAME/*.parquet) in place of the unified caption")
     audio_qa_source: Literal["template"] = Field(
         "template", description="where open questions come from; an LLM source registers in jobs/sft/tasks.py")
+    s3: S3Config = Field(default_factory=S3Config, description="for s3:// annotate outputs; not part of the plan")
 
     def weights(self) -> dict[str, float]:
         return {name: (self.tasks[name].weight if name in self.tasks else 0.0) for name in TASK_NAMES}

@@ -156,9 +156,17 @@ def test_same_input_gives_same_keys_and_rerun_duplicates_nothing(job, corpus, tm
     other = run_job([corpus], tmp_path / "again")
     assert set(manifest(tmp_path / "again").key) == keys and other.segments == len(keys)
 
+    q = pq.read_table(out / "quarantine").to_pylist()
     rerun = run_job([corpus], out)  # everything is committed: nothing new, nothing duplicated
     assert rerun.segments == 0 and rerun.report["segments"]["skipped_already_committed"] == len(keys)
     assert rerun.report["sources"]["skipped_already_complete"] >= 4  # per-source ledger: not even decoded
+    # sources rejected as a whole at listing/probing, or as too short or silent, are not read again
+    verdicts = [r for r in q if r["key"] is None and (r["stage"] == "ingest" or r["error"] in ("TooShort", "AllSilence"))]
+    assert {"TooShort", "AllSilence"} <= {r["error"] for r in verdicts}
+    assert rerun.report["sources"]["skipped_already_quarantined"] == len(verdicts)
+    after = pq.read_table(out / "quarantine").to_pylist()
+    assert sorted((r["source_uri"], r["stage"], r["error"]) for r in after) == \
+        sorted((r["source_uri"], r["stage"], r["error"]) for r in q)  # the rerun added no row
     assert manifest(out).key.is_unique and set(manifest(out).key) == keys
 
 

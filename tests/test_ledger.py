@@ -69,6 +69,10 @@ def test_resume_state_per_source_from_the_ledger(tmp_path):
                               "partial_sources": 2}
     earlier = pickle.loads(pickle.dumps(ledger.complete_content()))  # what the ContentRegistry actor gets
     assert "aa" * 32 in earlier and "cc" * 32 in earlier and "bb" * 32 not in earlier
+    from pipeline.ledger import _sha256_digests, sha256_digest
+
+    shas = ["aa" * 32, None, "", "abc", "f" * 64]  # the vectorised digest is the scalar one, row by row
+    assert _sha256_digests(pa.chunked_array([shas], pa.string())).tolist() == [sha256_digest(s or "") for s in shas]
 
 
 def test_ledger_and_listing_at_scale_hold_bytes_per_source_not_the_key_set(tmp_path):

@@ -148,6 +148,30 @@ def test_annotate_s3_to_s3_survives_sigkill_and_resumes_to_the_same_keys(s3, tmp
         assert secret.encode() not in body, key
     print(f"S3 resume after SIGKILL: {resume_s:.1f} s, {len(markers)} shards, {len(reference)} keys")
 
+    # verify and report open the s3:// output with endpoint and credentials from the config alone
+    conf = tmp_path / "s3-only.yaml"
+    conf.write_text(json.dumps({"s3": {"endpoint_url": env["AWS_ENDPOINT_URL"], "region": "us-east-1",
+                                       "access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": secret}}))
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_EC2_METADATA_DISABLED": "true"}
+    client.delete_objects(Bucket="corpus", Delete={"Objects": [{"Key": "out/report.html"}, {"Key": "out/README.md"}]})
+    outs = {}
+    for command in ("verify", "report"):
+        r = subprocess.run([sys.executable, "-m", "jobs.cli", command, "s3://corpus/out", "--config", str(conf)],
+                           cwd=ROOT, env=bare, capture_output=True, text=True, timeout=300)
+        outs[command] = r.stdout + r.stderr
+        assert r.returncode == 0 and secret not in outs[command], outs[command]
+    assert outs["verify"].splitlines()[-1] == "OK" and f": {len(markers)} shards, {len(reference)} committed keys" in outs["verify"]
+    assert {"out/report.html", "out/README.md"} <= set(keys_in(client, "corpus", "out/"))  # written again by `report`
+    sft_conf = tmp_path / "sft-s3.yaml"  # `eventcap sft` reads the annotate output with its own config's s3 section
+    sft_conf.write_text(json.dumps({"s3": json.loads(conf.read_text())["s3"]}))
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "sft", "s3://corpus/out", "--output", str(tmp_path / "sft"),
+                        "--config", str(sft_conf), "--tasks", "caption"], cwd=ROOT, env=bare, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and secret not in r.stdout + r.stderr, r.stdout + r.stderr
+    sft_rows = pq.read_table(tmp_path / "sft" / "index").to_pylist()
+    assert sft_rows and {row["key"] for row in sft_rows} <= set(reference) and {row["task"] for row in sft_rows} == {"caption"}
+    assert all(secret not in p.read_text(errors="replace") for p in (tmp_path / "sft").rglob("*") if p.is_file())
+
 
 KILLED_UPLOAD = """
 import sys, time

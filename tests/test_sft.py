@@ -25,7 +25,7 @@ from schemas.annotation import (
     SpeechAnnotation,
     Word,
 )
-from schemas.sft import render_assistant, split_thinking
+from schemas.sft import INDEX_SCHEMA, RECORD_SCHEMA, render_assistant, source_fields_of, split_thinking
 from schemas.sft_config import TASK_NAMES, SftConfig, load_sft_config
 from schemas.timemarkers import (
     format_event_lines,
@@ -243,7 +243,7 @@ def test_outputs_contract_and_report(sft_out, annotated):
 
 
 def _vars(r: dict) -> dict:
-    sf_ = r["source_fields"]
+    sf_ = source_fields_of(r["source_fields"])
     if r["task"] == "event_localisation" and "label" in sf_:
         return {"label": sf_["label"].lower()}
     if "window_s" in sf_:
@@ -254,7 +254,7 @@ def _vars(r: dict) -> dict:
 
 def rederive(r: dict, ann: SegmentAnnotation) -> None:
     """Recompute the answer of one sample from the annotation (not from the job's code paths)."""
-    task, f, ans = r["task"], r["source_fields"], r["answer"]
+    task, f, ans = r["task"], source_fields_of(r["source_fields"]), r["answer"]
     sp, mu, so = ann.speech, ann.music, ann.general
     if task == "caption":
         assert f["caption"] == ann.caption
@@ -358,6 +358,51 @@ def test_every_answer_is_rederived_from_its_annotation(sft_out, annotated):
             assert all(s["end_s"] <= manifest[r["key"]]["duration_s"] + 0.01 for s in spans)
 
 
+def test_sft_output_opens_typed_in_datasets_webdataset_and_duckdb(sft_out, tmp_path):
+    """The card (SFT_OUT/README.md) types every column; source_fields is the same JSON string in shards and index."""
+    import datasets
+    import duckdb
+
+    from pipeline.dataset_card import schema_features
+    from trainer.evaluate import read_sft_samples
+
+    recs = {r.pop("__key__"): r for r in shard_records(sft_out)}  # webdataset
+    assert all(set(r) == set(RECORD_SCHEMA.names) for r in recs.values())  # the record is what the card declares
+    rows = index(sft_out)
+    assert all(isinstance(r["source_fields"], str) and r["source_fields"] == recs[r["sample_id"]]["source_fields"]
+               for r in rows)  # one name, one type
+    cache = str(tmp_path / "hf")
+    ds = datasets.load_dataset(str(sft_out), split="train", cache_dir=cache)  # the card's config: the shards
+    j = ds.features["json"]
+    assert j["source_fields"] == j["thinking"] == j["prompt"] == datasets.Value("string")
+    assert j["messages"] == datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
+    assert j["seed"] == datasets.Value("int64") and j["start_s"] == j["duration_s"] == datasets.Value("float64")
+    got = {r["__key__"]: r["json"] for r in ds}
+    assert got == recs  # every value, typed, equal to the record as written
+    assert any(r["thinking"] is None for r in recs.values())
+    assert {r["task"] for r in recs.values()} >= {"caption", "asr_ts", "event_localisation"}
+
+    ix = datasets.load_dataset("parquet", data_files=str(sft_out / "index" / "*.parquet"), split="train",
+                               cache_dir=cache)
+    assert ix.features == datasets.Features._from_yaml_list(schema_features(INDEX_SCHEMA))
+    assert ix.to_list() == rows
+
+    con = duckdb.connect()
+    q = f"""SELECT sample_id, seed, start_s, thinking, source_fields,
+                   json_array_length(json_extract(source_fields, '$."speech.words"')) AS n_words
+            FROM read_parquet('{sft_out}/index/*.parquet') ORDER BY sample_id"""
+    for sid, seed, start, thinking, sf_, n_words in con.execute(q).fetchall():
+        r = recs[sid]
+        assert (seed, start, thinking, sf_) == (r["seed"], r["start_s"], r["thinking"], r["source_fields"])
+        words = json.loads(sf_).get("speech.words")
+        assert n_words == (len(words) if words is not None else None)
+    # the evaluator reads the reference fields out of the JSON string ("speech.words" answers to "words")
+    samples, skipped = read_sft_samples([str(sft_out / "shards")], ["asr_ts"], limit=2)
+    assert samples and not skipped
+    for s in samples:
+        assert s.field("words") == json.loads(recs[s.key]["source_fields"])["speech.words"]
+
+
 def test_same_inputs_give_identical_bytes_and_a_rerun_resumes(sft_out, annotated, tmp_path):
     other = tmp_path / "again"
     assert run_cli(str(annotated), "--output", str(other), "--seed", "7", "--set", "segments_per_shard=3") == 0
@@ -401,6 +446,12 @@ def test_moss_jsonl_with_16k_wavs(annotated, tmp_path):
         assert path.exists() and path.parent == out / "audio" and path.name == f"{row['key']}.wav"
         seen[row["key"]] = str(path)
     assert sorted(p.name for p in (out / "audio").glob("*.wav")) == sorted(f"{k}.wav" for k in seen)  # each once
+    import datasets  # the card's config for this format is train.jsonl, typed
+
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds.to_list() == [json.loads(line) for line in lines]
+    assert ds.features["conversation"] == datasets.List({k: datasets.Value("string")
+                                                         for k in ("role", "message_type", "content")})
     for key, path in seen.items():
         info = sf.info(path)
         assert info.samplerate == 16000 and info.channels == 1
@@ -422,6 +473,7 @@ def test_embed_audio_copies_the_segment_flac(annotated, tmp_path):
         assert sr == 16000 and data.ndim == 1
         n += 1
     assert n == json.loads((out / "report.json").read_text())["total_samples"]
+    assert "name: flac\n    dtype:\n      audio:\n        sampling_rate: 16000" in (out / "README.md").read_text()
     assert RESOLVER.flac(f"{tmp_path}/missing.tar#{'0' * 32}") is None and RESOLVER.flac("no-hash-here") is None
 
 

@@ -78,3 +78,20 @@ def test_answer_parsers():
     assert parse_tempo("About 128 BPM, in 4/4.") == 128.0
     assert parse_count("There are two speakers.") == 2 and parse_count("3 speakers") == 3
     assert parse_tags("Tags: rock, electric guitar and drums.") == ["rock", "electric guitar", "drums"]
+
+
+def test_reference_fields_from_eventcap_sft_source_fields():
+    """`eventcap sft` writes source_fields as a JSON string with dotted names; older shards hold a dict."""
+    import json
+
+    import torch
+
+    from trainer.evaluate import EvalSample
+
+    fields = {"music.tempo_bpm": 120.0, "music.music_key": "A minor", "speech.n_speakers": 2}
+    for sf in (json.dumps(fields), fields):
+        s = EvalSample("k", "music_qa", "p", "a", torch.zeros(1), {"task": "music_qa", "source_fields": sf})
+        assert s.field("tempo_bpm", "tempo") == 120.0 and s.field("key") == "A minor"
+        assert s.field("n_speakers") == 2 and s.field("words") is None
+    top = EvalSample("k", "asr", "p", "a", torch.zeros(1), {"transcript": "hi", "source_fields": "{}"})
+    assert top.field("transcript") == "hi"  # a top-level field (the test fixtures' form) comes first

@@ -11,7 +11,9 @@ What is read from an SFT sample (<key>.json in a WebDataset tar; every field opt
     audio                <key>.flac in the same tar; else "audio_ref" ("SHARD.tar/KEY", "SHARD.tar#KEY",
                          {"shard", "key"}, or a file path), resolved against --audio-root dirs and the
                          shard's own directory and its parent's "shards" sibling
-    reference fields     looked up at the top level, then under "reference", "fields", "source_fields":
+    reference fields     looked up at the top level, then under "reference", "fields", "source_fields" (a
+                         JSON string, as `eventcap sft` writes it, or a dict), where a dotted name
+                         ("speech.words", "music.music_key") also answers to its last part ("words", "key"):
                          asr         "transcript" (else the answer)
                          asr_ts      "words" [{word, start_s, end_s}] (else the answer's "[s-e] word" spans)
                          event_localisation  "events" [{label, start_s, end_s}] (else the answer's lines)
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from schemas.sft import source_fields_of
 from trainer import metrics
 from trainer.data import audio_length, decode_audio, expand_data
 
@@ -52,13 +55,22 @@ class EvalSample:
     meta: dict = field(default_factory=dict)
 
     def field(self, *names: str):
-        """The first of `names` found at the top level of the sample JSON or under its nested dicts."""
-        for where in [self.meta] + [self.meta.get(n) for n in _NESTED]:
+        """The first of `names` found at the top level of the sample JSON or under its nested fields."""
+        for i, where in enumerate([self.meta] + [self.meta.get(n) for n in _NESTED]):
+            if isinstance(where, str) and i > 0:
+                where = source_fields_of(where)
             if isinstance(where, dict):
                 for n in names:
-                    if where.get(n) not in (None, "", []):
-                        return where[n]
+                    for k in (n, *(k for k in where if i > 0 and _last_part(k) == n)):
+                        if where.get(k) not in (None, "", []):
+                            return where[k]
         return None
+
+
+def _last_part(name: str) -> str:
+    """"speech.words" -> "words"; "music.music_key" -> "key" (the field as the metrics name it)."""
+    last = name.rsplit(".", 1)[-1]
+    return last.removeprefix("music_") if "." in name else last
 
 
 # ----------------------------------------------------------------------------- reading SFT shards

@@ -6,7 +6,6 @@ on its annotation, the config and the seed: not on the order segments are read, 
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 from jobs.sft.prompts import prompt_bank
 from jobs.sft.tasks import Draft, Segment, Task
-from schemas.sft import render_assistant
+from schemas.sft import dump_source_fields, render_assistant
 from schemas.sft_config import SftConfig
 from schemas.version import SCHEMA_VERSION
 
@@ -37,12 +36,12 @@ class Sample:
                 {"role": "assistant", "content": render_assistant(self.answer, self.thinking)}]
 
     def record(self, shard: str, audio_path: str | None) -> dict[str, Any]:
-        """The sample's `<sample_id>.json` in the SFT shard: self-describing, and what the trainer reads."""
+        """The sample's `<sample_id>.json` in the SFT shard (schemas.sft.RECORD_SCHEMA): what the trainer reads."""
         a = self.seg.ann
         return {
             "sample_id": self.sample_id, "task": self.task, "variant": self.variant,
             "prompt": self.prompt, "prompt_id": self.prompt_id, "answer": self.answer, "thinking": self.thinking,
-            "messages": self.messages(), "source_fields": self.source_fields,
+            "messages": self.messages(), "source_fields": dump_source_fields(self.source_fields),
             "key": a.key, "audio_ref": self.seg.audio_ref, "audio_shard": self.seg.shard, "audio_key": a.key,
             "audio_path": audio_path, "annotate_output": self.seg.output, "shard": shard,
             "source_uri": a.source_uri, "start_s": a.start_s, "end_s": a.end_s, "duration_s": a.duration_s,
@@ -55,7 +54,7 @@ class Sample:
         return {
             "sample_id": self.sample_id, "task": self.task, "variant": self.variant, "key": a.key,
             "audio_ref": self.seg.audio_ref, "prompt": self.prompt, "answer": self.answer, "thinking": self.thinking,
-            "prompt_id": self.prompt_id, "source_fields": json.dumps(self.source_fields, sort_keys=True),
+            "prompt_id": self.prompt_id, "source_fields": dump_source_fields(self.source_fields),
             "seed": self.seed, "shard": shard, "audio_path": audio_path, "source_uri": a.source_uri,
             "start_s": a.start_s, "end_s": a.end_s, "duration_s": a.duration_s,
             "language": a.speech.language if a.speech else None, "config_hash": a.config_hash,

@@ -7,6 +7,7 @@
     SFT_OUT/audio/<key>.wav             moss-jsonl: each referenced segment once, 16 kHz mono
     SFT_OUT/progress/shard-NNNNNN.json  the commit marker of a shard (its counts), written last
     SFT_OUT/report.json                 samples per task, skipped per reason, prompt-variant counts
+    SFT_OUT/README.md                   the dataset card: `datasets.load_dataset(SFT_OUT)` reads typed samples
     SFT_OUT/timing.json                 wall time of this run (the one file that differs between runs)
 
 Segments are listed from every input's manifest (committed shards only), sorted by (input, shard, key) and cut
@@ -29,10 +30,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.sft.card import card_text
 from jobs.sft.generate import Sample, SampleGenerator, Stats
 from jobs.sft.prompts import n_variants
 from jobs.sft.source import AnnotateOutput, AudioReader, SegmentRef, wav16k
 from jobs.sft.tasks import Segment, build_tasks
+from pipeline.sources import apply_s3_config
 from schemas.annotation import SegmentAnnotation
 from schemas.sft import INDEX_SCHEMA
 from schemas.sft_config import SftConfig
@@ -233,13 +236,14 @@ def build_report(inputs: list[str], cfg: SftConfig, stats: Stats, n_shards: int,
 
 def run_sft(inputs: list[str], output: str, cfg: SftConfig, log=print) -> SftResult:
     t0 = time.time()
+    apply_s3_config(cfg.s3)
     root = Path(output).resolve()
     root.mkdir(parents=True, exist_ok=True)
     clean_temp(root)
     source = SegmentSource(inputs, cfg)
     refs = source.refs
     names = [o.ref_root for o in source.outputs]
-    check_plan(root, {"inputs": names, "seed": cfg.seed, "config": cfg.model_dump(mode="json"),
+    check_plan(root, {"inputs": names, "seed": cfg.seed, "config": cfg.model_dump(mode="json", exclude={"s3"}),
                       "segments": len(refs), "segments_digest": source.digest(), "schema_version": SCHEMA_VERSION})
     generator = SampleGenerator(cfg, build_tasks(cfg))
     writer = SftWriter(root, cfg, source)
@@ -270,6 +274,7 @@ def run_sft(inputs: list[str], output: str, cfg: SftConfig, log=print) -> SftRes
         atomic_write(root / "train.jsonl", b"".join(parts))
     report = build_report(names, cfg, total, n_shards, source.problems)
     atomic_write(root / "report.json", json.dumps(report, indent=1, sort_keys=True).encode())
+    atomic_write(root / "README.md", card_text(cfg, report).encode("utf-8"))
     wall = time.time() - t0
     timing = {"wall_s": round(wall, 3), "samples_written": new_samples, "shards_written": n_shards - resumed,
               "shards_resumed": resumed,
