@@ -57,8 +57,8 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
             custom = getattr(cfg, s.stage.config_section).resources.resources  # custom Ray resources: which nodes
             ds = ds.map_batches(s.stage, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **s.kwargs},
                                 compute=ray.data.ActorPoolStrategy(min_size=pl.min_size, max_size=pl.pool_size),
-                                num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size,
+                                num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=None,  # whole blocks
                                 batch_format="numpy", **({"resources": custom} if custom else {}))
         else:
-            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=16, batch_format="numpy")
+            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=None, batch_format="numpy")
     return ds

@@ -27,7 +27,7 @@ from pipeline.ledger import (
 )
 from pipeline.plan import build_plan
 from pipeline.redact import redact_config
-from pipeline.resources import TASK_CPUS
+from pipeline.resources import TASK_CPUS, worker_env
 from pipeline.sources import (
     S3Settings,
     SourceSpool,
@@ -68,8 +68,10 @@ def init_ray(address: str | None, s3: S3Settings | None = None) -> None:
     Ray's function table), not through environment variables, which Ray shows in its dashboard."""
     if ray.is_initialized():
         return
-    env = {"worker_process_setup_hook": functools.partial(configure_s3, s3)} if s3 and not s3.empty else None
-    ray.init(address=address, log_to_driver=False, include_dashboard=False if address is None else None,
+    env: dict = {"env_vars": worker_env()}
+    if s3 and not s3.empty:
+        env["worker_process_setup_hook"] = functools.partial(configure_s3, s3)
+    ray.init(address=address, log_to_driver=False, include_dashboard=False if address in (None, "local") else None,
              logging_level=logging.WARNING, runtime_env=env)
 
 
@@ -136,12 +138,13 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     counts = spool_todo(inputs, cfg, ledger, _quarantined_sources(output), spool)
 
     init_ray(cfg.ray_address, S3Settings(**cfg.s3.model_dump()))
+    ray_up = time.time()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
 
     counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
-    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output))
+    sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)
     try:
         if spool.rows:
             slices = spool.slices(cfg.ingest.read_parallelism or min(spool.rows, 1000))  # spread small files
@@ -163,6 +166,8 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
         merge_stats(stages, r["stats"])
     for s in stages.values():
         s["seconds"] = round(s["seconds"], 3)
+        if s.get("first_at") is not None:  # wall clock -> seconds after Ray was up
+            s["first_output_s"] = round(s.pop("first_at") - ray_up, 2)
     audio_s = sum(r["audio_s"] for r in results)
     by_error = Counter()
     for q in _read_quarantine(output):
@@ -184,7 +189,11 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
                    "total_committed": len(committed_shard_names(output))},
         "captions": caption_report(results),
         "stages": stages,
-        "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None},
+        "throughput": {"audio_s_per_wall_s": round(audio_s / wall, 3) if wall > 0 else None,
+                       "ray_up_s": round(ray_up - t0, 2),
+                       # after Ray is up: the first segment through every stage, and the first one written
+                       "time_to_first_segment_s": stages.get("caption", {}).get("first_output_s"),
+                       "time_to_first_write_s": _first_write_s(results, ray_up)},
         "cleaned_uncommitted_files": removed,
         "config": redact_config(cfg.model_dump(mode="json")),
     }
@@ -192,6 +201,13 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
         f.write(json.dumps(report, indent=2).encode())
     _write_readables(output)
     return JobResult(redact_uri(output), report)
+
+
+def _first_write_s(results: list[dict], ray_up: float) -> float | None:
+    """Seconds from Ray being up to the first annotated segment reaching a write task (None: no segment);
+    the writer bundles rows up to about a shard's worth (`shards.target_shard_mb`) before it starts."""
+    firsts = [r["first_segment_at"] for r in results if r.get("first_segment_at")]
+    return round(min(firsts) - ray_up, 2) if firsts else None
 
 
 def _write_readables(output: str) -> None:

@@ -115,6 +115,10 @@ class CaptionConfig(_Section):
 
 class ShardConfig(_Section):
     target_shard_mb: float = Field(256.0, gt=0, description="a shard is closed once it reaches this size")
+    write_buffer_mb: float = Field(
+        128.0, gt=0, description="annotated rows (float32 audio, ~3.5x their FLAC size) gathered in the object store "
+        "before a write task starts: bounds the job's memory whatever the corpus length; a task writes shards of "
+        "up to target_shard_mb from what it got, so full-size shards need about 3.5 x target_shard_mb here")
     audio_format: Literal["flac"] = "flac"
 
 

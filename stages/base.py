@@ -8,7 +8,8 @@ every other row on untouched and unparsed. Around the stage's code the base clas
     - turns an exception into a quarantine row with a class from `schemas/errors.ErrorClass` and the row's
       lineage (source URI, sha256, segment key), so one bad row never sinks its batch;
     - for batch stages, retries a failed batch one row at a time, so only the row that fails is quarantined;
-    - yields output every `flush_every` rows (a long source streams through the segmenter).
+    - yields output every `flush_every` rows (a long source streams through the segmenter), and its very
+      first output row alone, so the first segment reaches the next stages at once.
 
 A concrete stage declares `name`, `handles`, `after` (the stages whose output it reads: `build_plan` refuses
 an order that breaks this) and implements `process(row)` (one row in, one row or an iterable of rows out) or
@@ -39,6 +40,11 @@ class RowStage:
     def __init__(self, cfg: JobConfig | dict, num_threads: int = 1):
         self.cfg = cfg if isinstance(cfg, JobConfig) else JobConfig.model_validate(cfg)
         self.num_threads = num_threads
+        self._flushed = False
+        section = getattr(self.cfg, self.config_section) if self.config_section else None
+        # rows per process_batch call: the section's `resources.batch_size` (Ray hands over whole blocks, as
+        # they come, so a short block is not held back waiting for more rows)
+        self.batch_size: int | None = section.resources.batch_size if section is not None else None
 
     # ---------------------------------------------------------------- what a stage implements
     def wants(self, row: Row) -> bool:
@@ -78,11 +84,14 @@ class RowStage:
                 continue
             for out in self._one(row):
                 pending.append(out.to_dict())
-                if self.flush_every and len(pending) >= self.flush_every:
+                if self.flush_every and len(pending) >= (self.flush_every if self._flushed else 1):
+                    self._flushed = True  # the actor's first output row goes on at once: time to first segment
                     yield to_batch(pending)
                     pending = []
-        if todo:
-            for (slot, _), out in zip(todo, self._batch([r for _, r in todo]), strict=True):
+        step = self.batch_size or len(todo) or 1
+        for lo in range(0, len(todo), step):
+            chunk = todo[lo:lo + step]
+            for (slot, _), out in zip(chunk, self._batch([r for _, r in chunk]), strict=True):
                 pending[slot] = out.to_dict()
         if pending:
             yield to_batch(pending)

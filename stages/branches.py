@@ -7,6 +7,8 @@ runs (None = pass-through), so filling a branch never changes `pipeline/`.
 
 from __future__ import annotations
 
+import threading
+
 from annotators.base import BranchInput
 from schemas.annotation import SegmentAnnotation
 from schemas.config import JobConfig
@@ -28,15 +30,25 @@ class BranchStage(RowStage):
     def __init__(self, cfg: JobConfig | dict, num_threads: int = 1):
         super().__init__(cfg, num_threads)
         self._annotator = None
-        self._loaded = False
+        self._load_error: BaseException | None = None
+        # Models load in the background from the actor's start, while the segmenter decodes the first
+        # sources: the first segment routed here finds them ready (issue 20: time to first segment).
+        self._loading = threading.Thread(target=self._load, name=f"load-{self.name}", daemon=True)
+        self._loading.start()
+
+    def _load(self) -> None:
+        try:
+            self._annotator = self.build(self.cfg, self.num_threads)
+            self.models = self._annotator.models() if self._annotator is not None else {}
+        except BaseException as e:  # noqa: BLE001 - raised where the annotator is first needed
+            self._load_error = e
 
     @property
     def annotator(self):
-        """Built on the first batch that needs it: an actor whose branch gets no rows loads no model."""
-        if not self._loaded:
-            self._annotator = self.build(self.cfg, self.num_threads)
-            self.models = self._annotator.models() if self._annotator is not None else {}
-            self._loaded = True
+        """The branch's annotator (None: the branch passes its rows through), once its background load is done."""
+        self._loading.join()
+        if self._load_error is not None:
+            raise self._load_error
         return self._annotator
 
     def build(self, cfg: JobConfig, num_threads: int):

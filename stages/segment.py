@@ -30,7 +30,7 @@ class EventSegmenter(RowStage):
     after = ("ingest",)
     runs_as = "actor"
     config_section = "segmenter"
-    flush_every = 16
+    flush_every = 8  # small blocks: the first segments reach the branches while the source is still cut
 
     def __init__(self, cfg: JobConfig | dict, num_threads: int = 1, output: str | None = None):
         from annotators.common.vad import SileroVad

