@@ -14,7 +14,7 @@ What makes it fit the suite's time (each is a job setting, the same for both run
     the general annotator would run YAMNet over every segment again (the same minutes).
   - segmenter.hop_s=0.1: a coarser frame grid for the energy/novelty curves (the default 0.02 costs the
     novelty STFT five times as much).
-  - shards.target_shard_mb=16: several shards for one source (the writer bundles 3x this before a write).
+  - shards.target_shard_mb=16: several shards for one source.
 What is tested is unchanged: decoding a 3-hour FLAC in blocks, windowed segmentation with its carried tail,
 the committed cut list, the segmenter's flush every 16 segments, routing, the branch and caption stages, and
 the shard writer. The file is written a minute at a time (never whole in memory): ~230 MB of FLAC, ~7 s.
@@ -35,7 +35,7 @@ from pipeline.verify import OutputVerifier
 from tests.reliability.conftest import ROOT, cli_env
 from tests.reliability.hostile import write_noise_flac
 
-pytestmark = pytest.mark.slow  # two jobs: 99 s for 3 hours of noise, 36 s for 2 minutes, 7 s to write (load 2-10)
+pytestmark = pytest.mark.slow  # 3 h of noise 99 s, 2 min 36 s, writing 7 s (load 2-10; 243 + 95 s at 15-18)
 
 SR = 16000
 LONG_S, SHORT_S = 3 * 3600, 120
@@ -45,8 +45,8 @@ LIGHT = ["--set", "segmenter.use_vad=false", "--set", "segmenter.use_yamnet=fals
          "--set", "shards.target_shard_mb=16"]
 MEMORY_REASON = ("issue 20: the writer gets nothing until the segmenter has finished the source (Ray Data 2.60 sees "
                  "global resource limits of 0 here, so the Write operator is refused every task while upstream "
-                 "runs), so a long source's segments pile up in the object store: peak PSS 4.9 GiB for 3 h of "
-                 "noise against 1.7 GiB for 2 min (measured 2026-11-30, load 2-10)")
+                 "runs), so a long source's segments pile up in the object store: peak PSS 4.8-5.0 GiB for 3 h "
+                 "of noise against 1.7 GiB for 2 min, also with shards.write_buffer_mb (measured 2026-11-30)")
 
 
 @dataclass
