@@ -7,6 +7,11 @@ Checks, each problem one line naming the file:
   manifest    every committed shard has its manifest part; every manifest key is in its shard's marker, once
               in the whole output; no committed key is missing from the manifest.
   quarantine  every part reads, has the quarantine schema's columns, and each row has an error and a message.
+  cuts        every committed key of a source is one of the segments of that source's committed cut list
+              (`OUT/cuts/`, pipeline/cutlist.py), no two cuts of a list overlap, and no two committed segments
+              of a source overlap. These problems name no damaged shard: which side is wrong (the list or the
+              shards) cannot be told, so `--repair` leaves them to a person. An output written before cut
+              lists existed (no `cuts/` folder) gets a note instead.
 """
 
 from __future__ import annotations
@@ -21,11 +26,25 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.cutlist import CUTS_DIR, CutList
 from pipeline.ledger import SHARD_RE
 from pipeline.sources import filesystem_for
+from schemas.keys import segment_key
 from schemas.tables import QUARANTINE_SCHEMA
 
 MEMBER_SUFFIXES = (".flac", ".json", ".txt")
+SPAN_COLUMNS = ["key", "shard", "source_sha256", "start_sample", "end_sample"]
+
+
+@dataclass(frozen=True)
+class CommittedSpan:
+    """One manifest row, as far as the cut check needs it."""
+
+    key: str
+    part: str  # the manifest part it was read from
+    sha256: str
+    start: int
+    end: int
 
 
 @dataclass
@@ -67,8 +86,9 @@ class OutputVerifier:
             rep.problem(None, f"{self.output}: no such output directory")
             return rep
         markers = self._check_shards(rep)
-        self._check_manifest(rep, markers)
+        spans = self._check_manifest(rep, markers)
         self._check_quarantine(rep)
+        CutListCheck(self.fs, self.root).run(rep, spans)
         return rep
 
     # ------------------------------------------------------------------ shards
@@ -130,16 +150,17 @@ class OutputVerifier:
                 rep.problem(shard, f"{where}: member {name} is {found[name]} bytes, marker recorded {expected[name]}")
 
     # ------------------------------------------------------------------ manifest
-    def _check_manifest(self, rep: VerifyReport, markers: dict[str, list[str]]) -> None:
+    def _check_manifest(self, rep: VerifyReport, markers: dict[str, list[str]]) -> list[CommittedSpan]:
         files = self._files("manifest")
         seen: Counter = Counter()
+        spans: list[CommittedSpan] = []
         for shard, keys in sorted(markers.items()):
             part = f"{shard}.parquet"
             if part not in files:
                 rep.problem(shard, f"manifest/{part}: missing for committed {shard}")
                 continue
             try:
-                table = pq.read_table(files[part].path, filesystem=self.fs, columns=["key", "shard"])
+                table = pq.read_table(files[part].path, filesystem=self.fs, columns=SPAN_COLUMNS)
             except Exception as e:  # noqa: BLE001 - any unreadable part is a problem to list, not a crash
                 rep.problem(shard, f"manifest/{part}: unreadable ({type(e).__name__})")
                 continue
@@ -147,6 +168,8 @@ class OutputVerifier:
             rep.manifest_rows += len(rows)
             mkeys = [r["key"] for r in rows]
             seen.update(mkeys)
+            spans += [CommittedSpan(r["key"], part, r["source_sha256"], r["start_sample"], r["end_sample"])
+                      for r in rows]
             for k in sorted(set(keys) - set(mkeys)):
                 rep.problem(shard, f"manifest/{part}: key {k} of {shard} is missing")
             for k in sorted(set(mkeys) - set(keys)):
@@ -160,6 +183,7 @@ class OutputVerifier:
         for k, n in sorted(seen.items()):
             if n > 1:
                 rep.problem(None, f"manifest: key {k} appears {n} times")
+        return spans
 
     # ------------------------------------------------------------------ quarantine
     def _check_quarantine(self, rep: VerifyReport) -> None:
@@ -179,6 +203,68 @@ class OutputVerifier:
             for r in table.select(["source_uri", "error", "message"]).to_pylist():
                 if not r["error"] or not r["message"]:
                     rep.problem(None, f"quarantine/{name}: row for {r['source_uri']!r} has no error or message")
+
+
+class CutListCheck:
+    """The committed keys against the committed cut lists: same cuts, no overlapping audio under two keys."""
+
+    def __init__(self, fs: pafs.FileSystem, root: str):
+        self.fs = fs
+        self.dir = f"{root}/{CUTS_DIR}"
+
+    def run(self, rep: VerifyReport, spans: list[CommittedSpan]) -> None:
+        if self.fs.get_file_info(self.dir).type != pafs.FileType.Directory:
+            if spans:
+                rep.notes.append(f"{CUTS_DIR}/: none (an output written before cut lists); cut check skipped")
+            return
+        lists = self._load(rep)
+        for cls in lists.values():
+            for name, cl in cls:
+                self._overlaps(rep, f"{CUTS_DIR}/{name}: cuts", [(c.start, c.end, "") for c in cl.cuts])
+        by_source: dict[str, list[CommittedSpan]] = {}
+        for s in spans:
+            by_source.setdefault(s.sha256, []).append(s)
+        for sha, rows in sorted(by_source.items()):
+            cls = lists.get(sha, [])
+            if not cls:
+                rep.problem(None, f"{CUTS_DIR}/: no cut list for source {sha[:12]}... ({len(rows)} committed keys)")
+            else:
+                allowed = {segment_key(sha, c.start, c.end, cl.segmentation_hash): name
+                           for name, cl in cls for c in cl.cuts}
+                names = ", ".join(f"{CUTS_DIR}/{n}" for n, _ in cls)
+                for s in rows:
+                    if s.key not in allowed:
+                        rep.problem(None, f"manifest/{s.part}: key {s.key} (source {sha[:12]}..., samples "
+                                          f"{s.start}-{s.end}) is not a segment of its cut list {names}")
+            self._overlaps(rep, f"manifest: source {sha[:12]}...: keys",
+                           [(s.start, s.end, s.key) for s in rows])
+
+    def _load(self, rep: VerifyReport) -> dict[str, list[tuple[str, CutList]]]:
+        lists: dict[str, list[tuple[str, CutList]]] = {}
+        sel = pafs.FileSelector(self.dir, allow_not_found=True)
+        for fi in sorted(self.fs.get_file_info(sel), key=lambda f: f.base_name):
+            if fi.type != pafs.FileType.File or fi.base_name.startswith(".") or not fi.base_name.endswith(".json"):
+                continue
+            try:
+                with self.fs.open_input_stream(fi.path) as f:
+                    cl = CutList.from_json(f.read())
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+                rep.problem(None, f"{CUTS_DIR}/{fi.base_name}: unreadable cut list ({type(e).__name__})")
+                continue
+            if fi.base_name != f"{cl.source_sha256}-{cl.segmentation_hash}.json":
+                rep.problem(None, f"{CUTS_DIR}/{fi.base_name}: holds the cuts of another source or segmentation "
+                                  f"({cl.source_sha256[:12]}...-{cl.segmentation_hash})")
+                continue
+            lists.setdefault(cl.source_sha256, []).append((fi.base_name, cl))
+        return lists
+
+    @staticmethod
+    def _overlaps(rep: VerifyReport, what: str, spans: list[tuple[int, int, str]]) -> None:
+        ordered = sorted(spans)
+        for (a0, a1, ka), (b0, b1, kb) in zip(ordered, ordered[1:], strict=False):
+            if b0 < a1:
+                names = f" {ka} and {kb}" if ka else ""
+                rep.problem(None, f"{what}{names} overlap (samples {a0}-{a1} and {b0}-{b1})")
 
 
 def format_report(rep: VerifyReport) -> str:

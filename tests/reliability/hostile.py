@@ -34,6 +34,17 @@ def _content(seconds: float, seed: int = 1) -> np.ndarray:
     return np.tile(x, reps)[: int(seconds * S.SR)]
 
 
+def write_noise_flac(path: Path, seconds: float, seed: int = 0, rms: float = 0.01, block_s: float = 60.0) -> Path:
+    """White noise (16 kHz mono FLAC, `rms` full scale) written a block at a time: never whole in memory."""
+    rng = np.random.default_rng(seed)
+    n, block = int(seconds * S.SR), int(block_s * S.SR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(path, "w", samplerate=S.SR, channels=1, format="FLAC", subtype="PCM_16") as f:
+        for lo in range(0, n, block):
+            f.write(rms * rng.standard_normal(min(block, n - lo), dtype=np.float32))
+    return path
+
+
 def build_hostile_corpus(root: Path) -> tuple[list[str], dict[str, str]]:
     d = root / "in"
     d.mkdir(parents=True)

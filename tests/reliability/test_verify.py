@@ -10,6 +10,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -121,3 +122,65 @@ def test_repair_redoes_only_the_damaged_shards_keys(copy, hostile_run):
     keys_after = pq.read_table(copy / "manifest").column("key").to_pylist()
     assert sorted(keys_after) == sorted(keys_before) and len(set(keys_after)) == len(keys_after)
     assert OutputVerifier(str(copy)).run().ok
+
+
+# ------------------------------------------------------------------ committed keys against the cut lists
+def _rows(out: Path) -> list[dict]:
+    cols = ["key", "shard", "source_sha256", "start_sample", "end_sample"]
+    return pq.read_table(out / "manifest", columns=cols).to_pylist()
+
+
+def _a_source(out: Path) -> tuple[Path, dict, dict]:
+    """A source's committed cut list and its first committed segment (the hostile corpus's sources are short)."""
+    row = min(_rows(out), key=lambda r: (r["source_sha256"], r["start_sample"]))
+    (path,) = (out / "cuts").glob(f"{row['source_sha256']}-*.json")
+    return path, json.loads(path.read_text()), row
+
+
+def test_a_moved_cut_and_overlapping_cuts_are_named(copy):
+    path, cl, a = _a_source(copy)
+    cut = next(c for c in cl["cuts"] if c[0] == a["start_sample"])
+    cut[1] -= 160  # the list now says the segment ends 10 ms earlier than the committed key
+    cl["cuts"].append([a["start_sample"] + 1600, a["end_sample"] + 1600, "pause", "pause"])  # over it
+    path.write_text(json.dumps(cl))
+    rep = OutputVerifier(str(copy)).run()
+    assert not rep.ok and rep.damaged_shards == set(), "which side is wrong is not known: no shard is uncommitted"
+    sha = a["source_sha256"]
+    assert (f"manifest/{a['shard'].replace('.tar', '.parquet')}: key {a['key']} (source {sha[:12]}..., samples "
+            f"{a['start_sample']}-{a['end_sample']}) is not a segment of its cut list cuts/{path.name}"
+            ) in rep.problems, rep.problems
+    assert (f"cuts/{path.name}: cuts overlap (samples {a['start_sample']}-{a['end_sample'] - 160} and "
+            f"{a['start_sample'] + 1600}-{a['end_sample'] + 1600})") in rep.problems, rep.problems
+    assert len(rep.problems) == 2, rep.problems
+
+
+def test_a_source_cut_twice_two_ways_is_named_by_the_cli(copy):
+    """As a resume elsewhere without committed cuts would leave it: the same audio again under another key."""
+    from schemas.keys import segment_key
+
+    path, cl, a = _a_source(copy)
+    part = copy / "manifest" / a["shard"].replace(".tar", ".parquet")
+    table = pq.read_table(part)
+    rows = table.to_pylist()
+    other = dict(next(r for r in rows if r["key"] == a["key"]))
+    other["start_sample"], other["end_sample"] = a["start_sample"] + 8000, a["end_sample"] + 8000
+    other["key"] = segment_key(a["source_sha256"], other["start_sample"], other["end_sample"],
+                               cl["segmentation_hash"])
+    pq.write_table(pa.Table.from_pylist([*rows, other], schema=table.schema), part)
+    p = eventcap("verify", str(copy), timeout=120)
+    assert p.returncode == 1, p.stdout
+    assert (f"PROBLEM: manifest/{part.name}: key {other['key']} (source {a['source_sha256'][:12]}..., samples "
+            f"{other['start_sample']}-{other['end_sample']}) is not a segment of its cut list cuts/{path.name}"
+            ) in p.stdout
+    assert (f"PROBLEM: manifest: source {a['source_sha256'][:12]}...: keys {a['key']} and {other['key']} overlap "
+            f"(samples {a['start_sample']}-{a['end_sample']} and {other['start_sample']}-{other['end_sample']})"
+            ) in p.stdout
+
+
+def test_a_lost_cut_list_is_named(copy):
+    path, _, a = _a_source(copy)
+    path.unlink()
+    rep = OutputVerifier(str(copy)).run()
+    n = sum(r["source_sha256"] == a["source_sha256"] for r in _rows(copy))
+    assert (f"cuts/: no cut list for source {a['source_sha256'][:12]}... ({n} committed keys)") in rep.problems
+    assert len(rep.problems) == 1, rep.problems
