@@ -26,6 +26,7 @@ from pipeline.ledger import (
     run_suffix,
 )
 from pipeline.plan import build_plan
+from pipeline.raydata import floor_at_cluster_resources
 from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS, worker_env
 from pipeline.sources import (
@@ -139,6 +140,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
 
     init_ray(cfg.ray_address, S3Settings(**cfg.s3.model_dump()))
     ray_up = time.time()
+    floor_at_cluster_resources()  # Ray Data 2.60 would budget 0 CPU / 0 bytes here: pipeline/raydata.py
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
