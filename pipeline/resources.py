@@ -44,6 +44,7 @@ class Placement:
     num_cpus: float
     num_gpus: float
     pool_size: int  # the pool's max_size; it starts and idles at min_size
+    batch_size: int
     num_threads: int  # intra-op threads the actor's models may use
     min_size: int = 1
 
@@ -72,13 +73,13 @@ def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str
     if res.num_gpus > 0 and gpus > 0:
         size = res.concurrency or max(1, math.floor(gpus / res.num_gpus))
         num_cpus = min(max(res.num_cpus, 1.0), share / size)
-        return Placement(num_cpus, res.num_gpus, size, max(1, round(num_cpus)),
+        return Placement(num_cpus, res.num_gpus, size, res.batch_size, max(1, round(num_cpus)),
                          min_size=size if res.concurrency else 1)
     if res.num_gpus > 0:
         log.warning("%s asks for num_gpus=%s but the cluster has no GPU: running on CPU", name, res.num_gpus)
     size = res.concurrency or max(1, round(cores / threads))
     num_cpus = min(max(res.num_cpus, float(threads)), share / size)
-    return Placement(num_cpus, 0.0, size, threads, min_size=size if res.concurrency else 1)
+    return Placement(num_cpus, 0.0, size, res.batch_size, threads, min_size=size if res.concurrency else 1)
 
 
 # glibc malloc settings for every Ray worker (set at process start, so through the runtime_env). With the
