@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.resources import TASK_CPUS, place_all
+from pipeline.resources import TASK_BATCH_ROWS, TASK_CPUS, place_all
 from schemas.config import JobConfig
 from stages.base import RowStage, check_order
 from stages.branches import GeneralAudioStage, MusicStage, SpeechStage
@@ -44,7 +44,8 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
     pipeline/run.py); `registry` is the job's ContentRegistry. Every row keeps the layout of `stages/rows.py`;
     quarantine rows ride along untouched to the writer."""
     plan = steps(output, registry)
-    check_order([s.stage for s in plan])
+    check_order([s.stage for s in plan])  # the order as written, then without the stages the config turns off
+    plan = [s for s in plan if s.stage.active(cfg)]
     cluster = ray.cluster_resources()
     actors = [s.stage for s in plan if s.stage.runs_as == "actor"]
     placed = place_all([(a.name, getattr(cfg, a.config_section).resources) for a in actors], cluster)  # by cost
@@ -57,8 +58,9 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
             custom = getattr(cfg, s.stage.config_section).resources.resources  # custom Ray resources: which nodes
             ds = ds.map_batches(s.stage, fn_constructor_kwargs={"cfg": conf, "num_threads": pl.num_threads, **s.kwargs},
                                 compute=ray.data.ActorPoolStrategy(min_size=pl.min_size, max_size=pl.pool_size),
-                                num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=None,  # whole blocks
+                                num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size,
                                 batch_format="numpy", **({"resources": custom} if custom else {}))
         else:
-            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=None, batch_format="numpy")
+            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=TASK_BATCH_ROWS,
+                                batch_format="numpy")
     return ds

@@ -47,3 +47,11 @@ def floor_at_cluster_resources() -> None:
 
         get_total_resources._eventcap_floor = True
         cls.get_total_resources = get_total_resources
+
+
+def apply_ray_data_config(ctx, cfg) -> None:
+    """The job's `ray_data` section (schemas/config.RayDataConfig) on Ray Data's context `ctx`."""
+    ctx.target_max_block_size = int(cfg.target_block_mb * 2**20)
+    if cfg.object_store_limit_mb is not None:
+        ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
+            object_store_memory=int(cfg.object_store_limit_mb * 2**20))

@@ -21,6 +21,7 @@ from schemas.resources import ActorResources
 log = logging.getLogger(__name__)
 
 TASK_CPUS = 0.1  # what each light task stage (probe, route, caption, write) asks for
+TASK_BATCH_ROWS = 16  # rows per call of a light task stage (Ray Data bundles blocks up to this)
 # CPUs kept out of the actors' reservations. Ray Data reserves each operator at least one task's (or its pool's
 # minimum) CPUs, upstream first, and a downstream operator that finds nothing left waits until the upstream
 # ones finish: with the actors holding 1.5 of 2 CPUs the caption and write tasks ran only at the very end of a
@@ -82,14 +83,13 @@ def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str
     return Placement(num_cpus, 0.0, size, res.batch_size, threads, min_size=size if res.concurrency else 1)
 
 
-# glibc malloc settings for every Ray worker (set at process start, so through the runtime_env). With the
-# defaults, the buffers of CTranslate2, torch (pitch) and numpy grow the heap and stay there: glibc raises its
-# mmap threshold after the first large free, and each thread gets its own arena. A fixed 128 KiB threshold
-# returns large buffers to the system on free, and two arenas bound the per-thread heaps. Measured on the
-# plain loop of bench/annotate.py (--size 0.3): peak PSS 1601 -> 1243 MiB (ASR +185 -> +10 MiB, pitch +170 ->
-# +21 MiB over the run); with the ONNX sessions' arenas off as well (annotators/common/onnx.py), 1135 MiB.
-# A value the user already exported wins.
-WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+# glibc malloc settings for every Ray worker (set at process start, so through the runtime_env): two arenas
+# bound the per-thread heaps (each thread would get its own). A fixed mmap threshold is *not* set: at 128 KiB it
+# returned large buffers to the system on free (plain loop peak PSS 1601 -> 1243 MiB, with the ONNX arenas off
+# 1135 MiB) but every ASR/pitch buffer was then mapped and zeroed anew: the speech annotator on 24 x 20 s took
+# 2.5x the page faults and +13 s of system time (wall 28-32 -> 37-38 s), and the whole job's speech stage went
+# from 45 to 62-71 s on the bench corpus (paired runs, 2026-11-30). A value the user already exported wins.
+WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 def worker_env() -> dict[str, str]:

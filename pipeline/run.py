@@ -26,7 +26,7 @@ from pipeline.ledger import (
     run_suffix,
 )
 from pipeline.plan import build_plan
-from pipeline.raydata import floor_at_cluster_resources
+from pipeline.raydata import apply_ray_data_config, floor_at_cluster_resources
 from pipeline.redact import redact_config
 from pipeline.resources import TASK_CPUS, worker_env
 from pipeline.sources import (
@@ -144,6 +144,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
+    apply_ray_data_config(ctx, cfg.ray_data)
 
     counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)

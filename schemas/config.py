@@ -122,6 +122,18 @@ class ShardConfig(_Section):
     audio_format: Literal["flac"] = "flac"
 
 
+class RayDataConfig(_Section):
+    """How Ray Data streams the job's blocks (placement: not part of the config hash)."""
+
+    object_store_limit_mb: float | None = Field(
+        1024.0, gt=0, description="bytes of blocks Ray Data keeps in flight between the stages (its "
+        "resource_limits.object_store_memory); a segmenter that runs ahead of slower stages then waits instead of "
+        "filling the object store. None = Ray Data's default, half the object store")
+    target_block_mb: float = Field(
+        32.0, gt=0, description="largest block a stage's outputs are gathered into before they go downstream (Ray "
+        "Data's target_max_block_size, 128 MB by default): smaller blocks reach the next stage sooner")
+
+
 class S3Config(_Section):
     """Object-store access for s3:// inputs and outputs; anything unset falls back to the standard AWS
     environment variables and credential chain. Never logged, masked in report.json (pipeline/redact.py)."""
@@ -145,6 +157,7 @@ class JobConfig(_Section):
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     shards: ShardConfig = Field(default_factory=ShardConfig)
     s3: S3Config = Field(default_factory=S3Config)
+    ray_data: RayDataConfig = Field(default_factory=RayDataConfig)
     ray_address: str | None = Field(None, description="None = start or join a local Ray instance")
     schema_version: str = SCHEMA_VERSION
 
@@ -161,7 +174,7 @@ class JobConfig(_Section):
 
 def _strip_placement(d: Any) -> Any:
     if isinstance(d, dict):
-        return {k: _strip_placement(v) for k, v in d.items() if k not in ("resources", "ray_address", "s3")}
+        return {k: _strip_placement(v) for k, v in d.items() if k not in ("resources", "ray_address", "s3", "ray_data")}
     return d
 
 

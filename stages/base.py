@@ -42,9 +42,15 @@ class RowStage:
         self.num_threads = num_threads
         self._flushed = False
         section = getattr(self.cfg, self.config_section) if self.config_section else None
-        # rows per process_batch call: the section's `resources.batch_size` (Ray hands over whole blocks, as
-        # they come, so a short block is not held back waiting for more rows)
+        # rows per process_batch call: the section's `resources.batch_size` (Ray Data bundles the same number
+        # per call, pipeline/plan.py; a call that gets more is cut here)
         self.batch_size: int | None = section.resources.batch_size if section is not None else None
+
+    @classmethod
+    def active(cls, cfg: JobConfig) -> bool:
+        """Whether the job runs this stage at all; one the config turns off leaves the plan (no actor, no copy
+        of every block passing through it)."""
+        return True
 
     # ---------------------------------------------------------------- what a stage implements
     def wants(self, row: Row) -> bool:
