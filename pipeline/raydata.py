@@ -49,9 +49,12 @@ def floor_at_cluster_resources() -> None:
         cls.get_total_resources = get_total_resources
 
 
-def apply_ray_data_config(ctx, cfg) -> None:
-    """The job's `ray_data` section (schemas/config.RayDataConfig) on Ray Data's context `ctx`."""
+def apply_ray_data_config(ctx, cfg, write_buffer_mb: float | None = None) -> None:
+    """The job's `ray_data` section (schemas/config.RayDataConfig) on Ray Data's context `ctx`. The object-store
+    limit is raised to twice the writer's buffer (`shards.write_buffer_mb`) where it is smaller: a write task
+    gathers that much before it starts, and a limit under it would starve the writer."""
     ctx.target_max_block_size = int(cfg.target_block_mb * 2**20)
     if cfg.object_store_limit_mb is not None:
+        limit_mb = max(cfg.object_store_limit_mb, 2 * (write_buffer_mb or 0))
         ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
-            object_store_memory=int(cfg.object_store_limit_mb * 2**20))
+            object_store_memory=int(limit_mb * 2**20))

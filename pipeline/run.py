@@ -144,7 +144,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
-    apply_ray_data_config(ctx, cfg.ray_data)
+    apply_ray_data_config(ctx, cfg.ray_data, cfg.shards.write_buffer_mb)
 
     counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)

@@ -136,3 +136,34 @@ def test_torch_free_vad_matches_silero_wrapper():
     ours = SileroVad().speech_prob(audio)
     assert ours.shape == ref.shape and np.abs(ours - ref).max() < 1e-5
     assert ours.max() > 0.9 and ours[:10].max() < 0.2  # speech found, silence not
+
+
+def test_a_branch_the_config_turns_off_leaves_the_plan_and_the_rest_gets_its_cores():
+    from pipeline.plan import steps
+    from stages.base import check_order
+
+    cfg = JobConfig.model_validate({"speech": {"enabled": False}, "general": {"enabled": False}})
+    plan = steps(None, registry=object())
+    check_order([s.stage for s in plan])  # the order is checked as written (music still declares speech)
+    active = [s.stage.name for s in plan if s.stage.active(cfg)]
+    assert active == ["ingest", "segment", "route", "music", "caption"]
+    assert [s.stage.name for s in plan if s.stage.active(JobConfig())] == [
+        "ingest", "segment", "route", "speech", "music", "general", "caption"]
+    both = place_all([("segment", cfg.segmenter.resources), ("music", cfg.music.resources)], {"CPU": 2})
+    four = place_all(_stages(), {"CPU": 2})
+    assert both["music"].num_cpus > four["music"].num_cpus  # the cores of the stages that left go to the others
+
+
+def test_ray_data_section_sets_the_block_size_and_bounds_the_blocks_in_flight():
+    from ray.data import DataContext
+
+    from pipeline.raydata import apply_ray_data_config
+
+    cfg = JobConfig.model_validate({"ray_data": {"object_store_limit_mb": 300, "target_block_mb": 8}})
+    ctx = DataContext()
+    apply_ray_data_config(ctx, cfg.ray_data, write_buffer_mb=64)
+    assert ctx.target_max_block_size == 8 * 2**20
+    assert ctx.execution_options.resource_limits.object_store_memory == 300 * 2**20
+    apply_ray_data_config(ctx, cfg.ray_data, write_buffer_mb=400)  # the writer's buffer must fit: 2x it
+    assert ctx.execution_options.resource_limits.object_store_memory == 800 * 2**20
+    assert JobConfig().config_hash() == cfg.config_hash(), "ray_data is placement: not in the config hash"

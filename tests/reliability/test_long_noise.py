@@ -10,14 +10,14 @@ What makes it fit the suite's time (each is a job setting, the same for both run
   - segmenter.use_vad=false, segmenter.use_yamnet=false: the segmenter cuts on energy and spectral novelty
     only. VAD and YAMNet cost ~170 and ~50 audio-s per s here (a 3-hour file takes ~5 min through them, 11 min
     under load); their memory is per actor, not per source, so they are not what is being tested.
-  - general.enabled=false (speech, music too): the branch stages still run and pass every segment through;
-    the general annotator would run YAMNet over every segment again (the same minutes).
+  - general.enabled=false (speech, music too): the branch stages leave the plan (`RowStage.active`); the
+    general annotator would run YAMNet over every segment again (the same minutes).
   - segmenter.hop_s=0.1: a coarser frame grid for the energy/novelty curves (the default 0.02 costs the
     novelty STFT five times as much).
   - shards.target_shard_mb=16: several shards for one source.
 What is tested is unchanged: decoding a 3-hour FLAC in blocks, windowed segmentation with its carried tail,
-the committed cut list, the segmenter's flush every 16 segments, routing, the branch and caption stages, and
-the shard writer. The file is written a minute at a time (never whole in memory): ~230 MB of FLAC, ~7 s.
+the committed cut list, the segmenter's flush every 8 segments, routing, the caption stage, Ray Data's
+object-store limit (`ray_data`), and the shard writer. The file is written a minute at a time (never whole in memory): ~230 MB of FLAC, ~7 s.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ DECODED_MIB = LONG_S * SR * 4 / 2**20  # the whole source as float32: 659 MiB
 LIGHT = ["--set", "segmenter.use_vad=false", "--set", "segmenter.use_yamnet=false", "--set", "segmenter.hop_s=0.1",
          "--set", "speech.enabled=false", "--set", "music.enabled=false", "--set", "general.enabled=false",
          "--set", "shards.target_shard_mb=16"]
-MEMORY_REASON = ("issue 20: segments now stream to the writer (pipeline/raydata.py: Ray Data 2.60 budgeted 0 CPU and 0 "
-                 "bytes here, so nothing downstream read the segmenter's output before it finished the source), but "
-                 "the segmenter, 3 h in ~35 s with its models off, still runs ahead of the writer and its unread "
-                 "outputs pile up: peak PSS 4.6 GiB for 3 h of noise against 1.7 GiB for 2 min (2026-11-30)")
+MEMORY_REASON = ("issue 20/22: Ray Data now keeps at most ray_data.object_store_limit_mb (1024) of blocks in flight and "
+                 "disabled branches leave the plan, so 3 h of noise peaks at 2.6-2.9 GiB (4.6 before) against 1.4 GiB "
+                 "for 2 min; what still grows is process heap, not the object store: the segmenter actor (451 MiB "
+                 "anonymous at the peak vs ~250), two write tasks (~200 MiB each, write_buffer_mb=128 of rows) and "
+                 "task workers that keep their heap after a 32 MiB block (2026-11-30)")
 
 
 @dataclass
