@@ -7,7 +7,6 @@ runs (None = pass-through), so filling a branch never changes `pipeline/`.
 
 from __future__ import annotations
 
-import sys
 import threading
 
 from annotators.base import BranchInput
@@ -34,7 +33,6 @@ class BranchStage(RowStage):
         self._load_error: BaseException | None = None
         # Models load in the background from the actor's start, while the segmenter decodes the first
         # sources: the first segment routed here finds them ready (issue 20: time to first segment).
-        self._threads_set = threading.local()
         self._loading = threading.Thread(target=self._load, name=f"load-{self.name}", daemon=True)
         self._loading.start()
 
@@ -55,9 +53,6 @@ class BranchStage(RowStage):
         self._loading.join()
         if self._load_error is not None:
             raise self._load_error
-        if not getattr(self._threads_set, "done", False):
-            use_placed_threads(self.num_threads)
-            self._threads_set.done = True
         return self._annotator
 
     def build(self, cfg: JobConfig, num_threads: int):
@@ -103,16 +98,6 @@ class GeneralAudioStage(BranchStage):
         from annotators.general import build_general_audio_annotator
 
         return build_general_audio_annotator(cfg.general, num_threads)
-
-
-def use_placed_threads(num_threads: int) -> None:
-    """torch's intra-op thread count, set on the calling thread: under OpenMP the count is per thread, so the
-    count the annotator set while loading on the background thread does not hold where `annotate` runs (there
-    Ray's OMP_NUM_THREADS, 1 for a 1.02-CPU speech actor, would win: pitch and speaker embeddings ran on one
-    thread and the speech stage took 62-70 s of the bench corpus instead of 46)."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != num_threads:
-        torch.set_num_threads(num_threads)
 
 
 def reroute_after(branch: str, seg: SegmentAnnotation) -> None:

@@ -17,7 +17,8 @@ What makes it fit the suite's time (each is a job setting, the same for both run
   - shards.target_shard_mb=16: several shards for one source.
 What is tested is unchanged: decoding a 3-hour FLAC in blocks, windowed segmentation with its carried tail,
 the committed cut list, the segmenter's flush every 8 segments, routing, the caption stage, Ray Data's
-object-store limit (`ray_data`), and the shard writer. The file is written a minute at a time (never whole in memory): ~230 MB of FLAC, ~7 s.
+object-store limit (`ray_data`), and the shard writer. The file is written a minute at a time (never whole in
+memory): ~230 MB of FLAC, ~7 s.
 """
 
 from __future__ import annotations
