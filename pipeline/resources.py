@@ -88,11 +88,40 @@ def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str
 # returned large buffers to the system on free (plain loop peak PSS 1601 -> 1243 MiB, with the ONNX arenas off
 # 1135 MiB) but every ASR/pitch buffer was then mapped and zeroed anew: the speech annotator on 24 x 20 s took
 # 2.5x the page faults and +13 s of system time (wall 28-32 -> 37-38 s), and the whole job's speech stage went
-# from 45 to 62-71 s on the bench corpus (paired runs, 2026-11-30). A value the user already exported wins.
-WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2"}
+# from 45 to 62-71 s on the bench corpus (paired runs, 2026-11-30).
+# Ray Data converts every block through pyarrow, whose default pool here is mimalloc: it kept the pages of freed
+# blocks until its next allocation, so every task worker that had handled a 32 MiB block sat idle on 250-320 MiB
+# of anonymous memory (one 1 GiB mimalloc arena, 100-190 MiB of it resident). A purge delay of 0 returns them on
+# free: task workers at 140 MiB, 3 hours of noise through the light job peaks at 2.34-2.47 GiB against 2.53-2.79
+# (tests/reliability/test_long_noise.py). A value the user already exported wins.
+WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MIMALLOC_PURGE_DELAY": "0"}
 
 
 def worker_env() -> dict[str, str]:
     import os
 
     return {k: os.environ.get(k, v) for k, v in WORKER_MALLOC_ENV.items()}
+
+
+def release_free_heap() -> None:
+    """Hand glibc's free heap back to the system (`malloc_trim(0)`), for an actor between batches.
+
+    Without a fixed mmap threshold (above) glibc keeps what a batch freed: the speech actor sat on ~1070 MiB of
+    anonymous memory between batches of 8 x 20 s where ~700 MiB was live (its models, CTranslate2's and torch's
+    caches). A trim after each batch takes 6-22 ms against ~8 s of work (bench speech, 2026-11-30); a no-op
+    where the C library is not glibc."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _libc.malloc_trim  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None

@@ -172,9 +172,13 @@ class JobConfig(_Section):
         return _hash({"sample_rate": self.ingest.sample_rate, "window_s": self.ingest.window_s, "segmenter": seg})
 
 
+# settings that change where and how fast a job runs, never what it writes: not in the config hash
+PLACEMENT_KEYS = frozenset({"resources", "ray_address", "s3", "ray_data", "encode_batch_size"})
+
+
 def _strip_placement(d: Any) -> Any:
     if isinstance(d, dict):
-        return {k: _strip_placement(v) for k, v in d.items() if k not in ("resources", "ray_address", "s3", "ray_data")}
+        return {k: _strip_placement(v) for k, v in d.items() if k not in PLACEMENT_KEYS}
     return d
 
 

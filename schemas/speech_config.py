@@ -34,6 +34,12 @@ class AsrConfig(_Section):
     compute_type: str = Field("auto", description="auto = float16 on cuda, int8 on cpu; any CTranslate2 type")
     beam_size: int = Field(5, ge=1)
     batch_size: int = Field(8, ge=1, description="30 s windows decoded together in one model call")
+    encode_batch_size: int = Field(
+        2, ge=1,
+        description="on CPU, windows per encoder call (decoding still takes batch_size together): the encoder's "
+        "self-attention holds batch x heads x 1500^2 floats, 576 MB for the base model at 8. Same outputs at any "
+        "value (checked bit for bit), so it is placement, not in the config hash",
+    )
     language: str | None = Field(
         None,
         description="ISO code to force (language_source=config); None = detect per segment with a "

@@ -24,6 +24,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from pipeline.resources import release_free_heap
 from schemas.config import JobConfig
 from schemas.errors import OutputFailed, classify
 from stages.rows import Row, RowKind, batch_len, quarantine_row, to_batch
@@ -36,6 +37,7 @@ class RowStage:
     runs_as: ClassVar[Literal["task", "actor"]] = "task"  # a Ray task (light, stateless) or an actor pool
     config_section: ClassVar[str | None] = None  # JobConfig section whose `resources` place an actor pool
     flush_every: ClassVar[int | None] = None  # yield a batch every this many output rows (None: once)
+    release_heap: ClassVar[bool] = False  # return the free heap to the system after each output (heavy actors)
 
     def __init__(self, cfg: JobConfig | dict, num_threads: int = 1):
         self.cfg = cfg if isinstance(cfg, JobConfig) else JobConfig.model_validate(cfg)
@@ -94,6 +96,7 @@ class RowStage:
                     self._flushed = True  # the actor's first output row goes on at once: time to first segment
                     yield to_batch(pending)
                     pending = []
+                    self._release()
         step = self.batch_size or len(todo) or 1
         for lo in range(0, len(todo), step):
             chunk = todo[lo:lo + step]
@@ -101,6 +104,11 @@ class RowStage:
                 pending[slot] = out.to_dict()
         if pending:
             yield to_batch(pending)
+        self._release()
+
+    def _release(self) -> None:
+        if self.release_heap:
+            release_free_heap()
 
     def _one(self, row: Row) -> Iterator[Row]:
         """The outputs of `process(row)`, timed one by one (a generator's time is spent in `next`)."""

@@ -22,6 +22,7 @@ class BranchStage(RowStage):
 
     after = ("route",)
     runs_as = "actor"
+    release_heap = True  # a batch of model calls frees hundreds of MiB that glibc would keep
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

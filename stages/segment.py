@@ -31,6 +31,7 @@ class EventSegmenter(RowStage):
     runs_as = "actor"
     config_section = "segmenter"
     flush_every = 8  # small blocks: the first segments reach the branches while the source is still cut
+    release_heap = True  # a window's decoded audio and evidence curves (~140 MiB at 600 s) go back between flushes
 
     def __init__(self, cfg: JobConfig | dict, num_threads: int = 1, output: str | None = None):
         from annotators.common.vad import SileroVad

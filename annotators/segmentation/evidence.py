@@ -62,30 +62,41 @@ def frame_energy_db(x: np.ndarray, hop: int) -> np.ndarray:
 
 
 def spectral_novelty(x: np.ndarray, sr: int, hop: int, n_frames: int, context_s: float = 0.5) -> np.ndarray:
-    """Cosine distance between the mean log-mel spectra before and after each frame, scaled to [0, 1]."""
+    """Cosine distance between the mean log-mel spectra before and after each frame, scaled to [0, 1].
+
+    Both passes go `chunk` frames at a time (the STFT pieces are cut from `x` with their zero padding, never
+    a padded copy of the whole window), so a 600 s window at the default hop needs ~15 MB beyond its log-mel
+    (30 000 x 48) instead of ~130 MB; every value is the same as computed whole."""
     import librosa
 
     if x.shape[0] < 2048:
         return np.zeros(n_frames, np.float32)
     n_fft, chunk = 1024, 1500  # frames per STFT piece: keeps the spectrogram's memory per window small
-    xp = np.pad(x, (n_fft // 2, n_fft // 2 + hop * chunk))
     pieces = []
     for f0 in range(0, n_frames, chunk):
-        seg = xp[f0 * hop : (f0 + chunk - 1) * hop + n_fft]
+        a = f0 * hop - n_fft // 2  # the piece's first sample in `x` (the whole was padded by n_fft // 2)
+        b = a + (chunk - 1) * hop + n_fft
+        seg = x[max(a, 0):min(b, x.shape[0])]
+        if a < 0 or b > x.shape[0]:
+            seg = np.pad(seg, (max(-a, 0), max(b - x.shape[0], 0)))
         mel = librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=48, center=False)
         pieces.append(np.log1p(mel * 100.0).T.astype(np.float32))  # (frames, 48)
     logmel = np.concatenate(pieces)[:n_frames]
+    del pieces
     w = max(1, int(round(context_s * sr / hop)))
-    c = np.concatenate([np.zeros((1, logmel.shape[1])), np.cumsum(logmel, axis=0)])
-    t = np.arange(n_frames)
-    lo, hi = np.clip(t - w, 0, n_frames), np.clip(t + w, 0, n_frames)
-    before = (c[t] - c[lo]) / np.maximum(t - lo, 1)[:, None]
-    after = (c[hi] - c[t]) / np.maximum(hi - t, 1)[:, None]
-    num = (before * after).sum(1)
-    den = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1) + 1e-9
-    nov = 1.0 - num / den
-    nov[(t - lo) < w // 2] = 0.0
-    nov[(hi - t) < w // 2] = 0.0
+    c = np.concatenate([np.zeros((1, logmel.shape[1])), np.cumsum(logmel, axis=0)])  # (n_frames + 1, 48) f64
+    nov = np.empty(n_frames, np.float64)
+    for t0 in range(0, n_frames, chunk):
+        t = np.arange(t0, min(t0 + chunk, n_frames))
+        lo, hi = np.clip(t - w, 0, n_frames), np.clip(t + w, 0, n_frames)
+        before = (c[t] - c[lo]) / np.maximum(t - lo, 1)[:, None]
+        after = (c[hi] - c[t]) / np.maximum(hi - t, 1)[:, None]
+        num = (before * after).sum(1)
+        den = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1) + 1e-9
+        part = 1.0 - num / den
+        part[(t - lo) < w // 2] = 0.0
+        part[(hi - t) < w // 2] = 0.0
+        nov[t0:t0 + len(t)] = part
     # Absolute scale: a chord change or a new sound measures ~0.15-0.25; a sustained sound stays under 0.02.
     return np.clip(nov / 0.2, 0, 1).astype(np.float32)
 
@@ -98,6 +109,16 @@ def yamnet_to_grid(scores: np.ndarray, times: np.ndarray) -> np.ndarray:
     j1 = np.minimum(j0 + 1, scores.shape[0] - 1)
     frac = (pos - j0)[:, None].astype(np.float32)
     return scores[j0] * (1 - frac) + scores[j1] * frac
+
+
+def grid_groups(scores: np.ndarray, times: np.ndarray, chunk: int = 4096) -> dict[str, np.ndarray]:
+    """`ym.group_scores(yamnet_to_grid(scores, times))`, `chunk` frames at a time: the same values, without the
+    (frames, 521) grid of a whole window (30 000 x 521 float32 = 62 MB at the default hop, and four temporaries
+    of that size while it is built)."""
+    parts = [ym.group_scores(yamnet_to_grid(scores, times[i:i + chunk])) for i in range(0, len(times), chunk)]
+    if not parts:
+        return ym.group_scores(np.zeros((0, scores.shape[1]), np.float32))
+    return {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
 
 
 def compute_evidence(x: np.ndarray, sr: int, hop_s: float, models: EvidenceModels) -> FrameEvidence:
@@ -114,7 +135,7 @@ def compute_evidence(x: np.ndarray, sr: int, hop_s: float, models: EvidenceModel
         vad_raw, vad = np.zeros(0, np.float32), np.zeros(n, np.float32)
     if models.yamnet is not None:
         scores = models.yamnet.scores(x)
-        groups = ym.group_scores(yamnet_to_grid(scores, times))
+        groups = grid_groups(scores, times)
         speech, singing, music, other = groups["speech"], groups["singing"], groups["music"], groups["other"]
     else:
         scores = None
