@@ -7,6 +7,7 @@ code path. Decoding is streamed in blocks: a 2-hour file never becomes one 2-hou
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ def probe(uri: str, max_bytes: int) -> SourceInfo:
             return SourceInfo(uri, info.size, digest, snd.samplerate, snd.channels, snd.frames / snd.samplerate,
                               "soundfile")
     except Exception as e:  # noqa: BLE001 - fall through to PyAV, which reads more containers
-        errors.append(f"soundfile: {e}")
+        errors.append(f"soundfile: {_plain(e)}")
     try:
         import av
 
@@ -78,11 +79,18 @@ def probe(uri: str, max_bytes: int) -> SourceInfo:
                 raise RuntimeError("audio stream has no sample rate")
             return SourceInfo(uri, info.size, digest, int(rate), st.codec_context.channels or 1, duration, "pyav")
     except Exception as e:  # noqa: BLE001
-        errors.append(f"pyav: {e}")
+        errors.append(f"pyav: {_plain(e)}")
     raise IngestError("NotAudio", "not a readable audio file (" + "; ".join(errors) + ")")
 
 
 # ------------------------------------------------------------------ streaming decode
+def _plain(e: Exception) -> str:
+    """A decoder's error without the repr of the file object it was handed (pyarrow's NativeFile) or PyAV's
+    placeholder name: "Error opening the file: Format not recognised." """
+    msg = re.sub(r"<pyarrow\.\w+[^>]*>", "the file", str(e))
+    return re.sub(r"(: )?'<none>'$", "", msg).strip()
+
+
 def _soundfile_blocks(path: str, fs: pafs.FileSystem, block_frames: int) -> Iterator[tuple[np.ndarray, int]]:
     import soundfile as sf
 
