@@ -92,7 +92,7 @@ def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str
 # Ray Data converts every block through pyarrow, whose default pool here is mimalloc: it kept the pages of freed
 # blocks until its next allocation, so every task worker that had handled a 32 MiB block sat idle on 250-320 MiB
 # of anonymous memory (one 1 GiB mimalloc arena, 100-190 MiB of it resident). A purge delay of 0 returns them on
-# free: task workers at 140 MiB, 3 hours of noise through the light job peaks at 2.34-2.47 GiB against 2.53-2.79
+# free: task workers at 140 MiB, 3 hours of noise through the light job peaks at 2.28-2.64 GiB against 2.53-2.79
 # (tests/reliability/test_long_noise.py). A value the user already exported wins.
 WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MIMALLOC_PURGE_DELAY": "0"}
 
