@@ -43,6 +43,13 @@ def sha256_of(uri: str, block: int = 8 << 20) -> str:
     return h.hexdigest()
 
 
+def _plain(e: Exception) -> str:
+    """A decoder's error without the repr of the file object it was handed (pyarrow's NativeFile) or PyAV's
+    placeholder name: "Error opening the file: Format not recognised." """
+    msg = re.sub(r"<pyarrow\.\w+[^>]*>", "the file", str(e))
+    return re.sub(r"(: )?'<none>'$", "", msg).strip()
+
+
 def probe(uri: str, max_bytes: int) -> SourceInfo:
     """Hash and probe a source; raise IngestError (NotFound, EmptyFile, TooLarge, NotAudio) when it is unusable."""
     fs, path = filesystem_for(uri)
@@ -84,13 +91,6 @@ def probe(uri: str, max_bytes: int) -> SourceInfo:
 
 
 # ------------------------------------------------------------------ streaming decode
-def _plain(e: Exception) -> str:
-    """A decoder's error without the repr of the file object it was handed (pyarrow's NativeFile) or PyAV's
-    placeholder name: "Error opening the file: Format not recognised." """
-    msg = re.sub(r"<pyarrow\.\w+[^>]*>", "the file", str(e))
-    return re.sub(r"(: )?'<none>'$", "", msg).strip()
-
-
 def _soundfile_blocks(path: str, fs: pafs.FileSystem, block_frames: int) -> Iterator[tuple[np.ndarray, int]]:
     import soundfile as sf
 

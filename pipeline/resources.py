@@ -12,6 +12,7 @@ sizes every intra-op pool it owns by it (CTranslate2, torch, onnxruntime).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -110,18 +111,17 @@ def release_free_heap() -> None:
     anonymous memory between batches of 8 x 20 s where ~700 MiB was live (its models, CTranslate2's and torch's
     caches). A trim after each batch takes 6-22 ms against ~8 s of work (bench speech, 2026-11-30); a no-op
     where the C library is not glibc."""
-    global _libc
-    if _libc is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _libc.malloc_trim  # noqa: B018 - glibc only
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_libc = None
+@functools.cache
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # no glibc
+        return None

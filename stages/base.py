@@ -104,7 +104,7 @@ class RowStage:
                 pending[slot] = out.to_dict()
         if pending:
             yield to_batch(pending)
-        self._release()
+            self._release()
 
     def _release(self) -> None:
         if self.release_heap:

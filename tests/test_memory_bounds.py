@@ -118,7 +118,7 @@ def test_release_free_heap_gives_freed_memory_back():
     after_trim = rss_anon_mib()
     assert before - after_free < 60, "glibc keeps what was freed inside the heap"
     assert after_free - after_trim > 120, (before, after_free, after_trim)
-    assert len(kept) == 103
+    assert all(k[::4096] == b"\x01" * len(k[::4096]) for k in kept), "the live blocks are untouched by the trim"
 
 
 def test_heavy_actors_release_their_heap_after_each_output(monkeypatch):

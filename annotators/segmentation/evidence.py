@@ -115,9 +115,8 @@ def grid_groups(scores: np.ndarray, times: np.ndarray, chunk: int = 4096) -> dic
     """`ym.group_scores(yamnet_to_grid(scores, times))`, `chunk` frames at a time: the same values, without the
     (frames, 521) grid of a whole window (30 000 x 521 float32 = 62 MB at the default hop, and four temporaries
     of that size while it is built)."""
-    parts = [ym.group_scores(yamnet_to_grid(scores, times[i:i + chunk])) for i in range(0, len(times), chunk)]
-    if not parts:
-        return ym.group_scores(np.zeros((0, scores.shape[1]), np.float32))
+    parts = [ym.group_scores(yamnet_to_grid(scores, times[i:i + chunk]))
+             for i in range(0, max(len(times), 1), chunk)]  # no times: one empty chunk, empty curves
     return {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
 
 
