@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.resources import TASK_BATCH_ROWS, TASK_CPUS, place_all
+from pipeline.resources import TASK_BATCH_ROWS, TASK_CPUS, place_all, task_pool_size
 from schemas.config import JobConfig
 from stages.base import RowStage, check_order
 from stages.branches import GeneralAudioStage, MusicStage, SpeechStage
@@ -50,6 +50,7 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
     actors = [s.stage for s in plan if s.stage.runs_as == "actor"]
     placed = place_all([(a.name, getattr(cfg, a.config_section).resources) for a in actors], cluster)  # by cost
     conf = cfg.model_dump(mode="json")
+    tasks = ray.data.TaskPoolStrategy(size=task_pool_size(cluster, cfg.ray_data.tasks_per_stage))
 
     ds = sources
     for s in plan:
@@ -62,5 +63,5 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
                                 batch_format="numpy", **({"resources": custom} if custom else {}))
         else:
             ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=TASK_BATCH_ROWS,
-                                batch_format="numpy")
+                                batch_format="numpy", compute=tasks)
     return ds

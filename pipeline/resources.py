@@ -41,6 +41,19 @@ STAGE_COST = {"segment": 0.05, "speech": 0.30, "music": 0.05, "general": 0.01}
 DEFAULT_COST = 0.05
 
 
+def task_pool_size(cluster: dict[str, float], declared: int | None = None) -> int:
+    """Most tasks one light task stage runs at once: `ray_data.tasks_per_stage`, else one per two CPUs.
+
+    Ray Data otherwise starts as many as the CPUs allow at TASK_CPUS each (20 on 2 cores) and its budget
+    admits, and each one holds a worker process: on a 3-hour source, 2 write and 2 route+caption tasks at once
+    at the peak in some runs and one of each in others, so the job's peak memory varied by ~500 MiB from run
+    to run (tests/reliability/test_long_noise.py). These stages are light: one task each keeps pace on 2 cores.
+    """
+    if declared:
+        return declared
+    return max(1, int(float(cluster.get("CPU", 1.0)) // 2))
+
+
 @dataclass
 class Placement:
     num_cpus: float
@@ -93,7 +106,7 @@ def place(res: ActorResources, name: str, n_actor_stages: int, cluster: dict[str
 # Ray Data converts every block through pyarrow, whose default pool here is mimalloc: it kept the pages of freed
 # blocks until its next allocation, so every task worker that had handled a 32 MiB block sat idle on 250-320 MiB
 # of anonymous memory (one 1 GiB mimalloc arena, 100-190 MiB of it resident). A purge delay of 0 returns them on
-# free: task workers at 140 MiB, 3 hours of noise through the light job peaks at 2.28-2.64 GiB against 2.53-2.79
+# free: task workers at 140 MiB; 3 hours of noise through the light job peaked at 2.28-2.64 GiB against 2.53-2.79
 # (tests/reliability/test_long_noise.py). A value the user already exported wins.
 WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MIMALLOC_PURGE_DELAY": "0"}
 

@@ -28,7 +28,7 @@ from pipeline.ledger import (
 from pipeline.plan import build_plan
 from pipeline.raydata import apply_ray_data_config, floor_at_cluster_resources
 from pipeline.redact import redact_config
-from pipeline.resources import TASK_CPUS, worker_env
+from pipeline.resources import TASK_CPUS, task_pool_size, worker_env
 from pipeline.sources import (
     S3Settings,
     SourceLister,
@@ -148,15 +148,17 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
 
     counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)
+    tasks = task_pool_size(ray.cluster_resources(), cfg.ray_data.tasks_per_stage)  # per light task stage
     try:
         if spool.rows:
             slices = spool.slices(cfg.ingest.read_parallelism or min(spool.rows, 1000))  # spread small files
             refs = ray.data.from_items(slices, override_num_blocks=len(slices)).map_batches(
-                _read_slices, batch_size=1, batch_format="pyarrow", num_cpus=TASK_CPUS)
+                _read_slices, batch_size=1, batch_format="pyarrow", num_cpus=TASK_CPUS,
+                compute=ray.data.TaskPoolStrategy(size=tasks))
             registry = ContentRegistry.options(**on_driver_node()).remote(
                 ledger.complete_content() if ledger.complete.size else None)
             ds = build_plan(cfg, refs, output, registry)
-            ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS})
+            ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS}, concurrency=tasks)
     finally:
         ray.kill(counter)
         spool.remove()

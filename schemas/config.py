@@ -129,6 +129,10 @@ class RayDataConfig(_Section):
         1024.0, gt=0, description="bytes of blocks Ray Data keeps in flight between the stages (its "
         "resource_limits.object_store_memory); a segmenter that runs ahead of slower stages then waits instead of "
         "filling the object store. None = Ray Data's default, half the object store")
+    tasks_per_stage: int | None = Field(
+        None, ge=1, description="most tasks of one light task stage (read, probe, route+caption, write) running at "
+        "once: each holds a Ray worker process (~140 MiB before its blocks). None = one per two CPUs of the cluster "
+        "when the job starts (pipeline/resources.task_pool_size); raise it on a cluster that grows after the start")
     target_block_mb: float = Field(
         32.0, gt=0, description="largest block a stage's outputs are gathered into before they go downstream (Ray "
         "Data's target_max_block_size, 128 MB by default): smaller blocks reach the next stage sooner")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.resources import TASK_CPUS, place
+from pipeline.resources import TASK_CPUS, place, task_pool_size
 from schemas.config import JobConfig, load_config
 from schemas.resources import ActorResources
 
@@ -24,6 +24,13 @@ def test_actor_stages_leave_cpu_for_tasks(cpus):
     assert all(p.pool_size >= 1 and p.num_cpus > 0 and p.num_threads >= 1 for p in placed)
     if cpus >= 16:
         assert sum(p.pool_size for p in placed) > len(stages)  # a big node gets more actors, not one each
+
+
+@pytest.mark.parametrize(("cpus", "declared", "expected"), [(1, None, 1), (2, None, 1), (3, None, 1), (16, None, 8),
+                                                            (64, None, 32), (2, 4, 4), (64, 2, 2)])
+def test_light_task_stages_run_a_bounded_number_of_tasks(cpus, declared, expected):
+    """One task per two CPUs (each holds a worker process), unless ray_data.tasks_per_stage says otherwise."""
+    assert task_pool_size({"CPU": float(cpus)}, declared) == expected
 
 
 def test_gpu_stages_size_pools_from_gpus():
