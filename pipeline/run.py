@@ -171,8 +171,9 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
         merge_stats(stages, r["stats"])
     for s in stages.values():
         s["seconds"] = round(s["seconds"], 3)
-        if s.get("first_at") is not None:  # wall clock -> seconds after Ray was up
-            s["first_output_s"] = round(s.pop("first_at") - ray_up, 2)
+        for at, key in (("first_at", "first_output_s"), ("last_at", "last_output_s")):
+            if s.get(at) is not None:  # wall clock -> seconds after Ray was up
+                s[key] = round(s.pop(at) - ray_up, 2)
     audio_s = sum(r["audio_s"] for r in results)
     by_error = Counter()
     for q in _read_quarantine(output):

@@ -8,7 +8,7 @@ One flat layout for all stages keeps blocks concatenable whatever mix of rows th
     payload   str    JSON: {"uri","size_bytes"} | SourceInfo | SegmentAnnotation | QuarantineRecord
     audio     bytes  float32 little-endian samples of a segment (b"" otherwise)
     evidence  bytes  npz of the segmenter's YAMNet/VAD frames over the segment (b"" otherwise)
-    stats     str    JSON {stage: {"rows": n, "seconds": s, "first_at": wall clock of its first output}}
+    stats     str    JSON {stage: {"rows": n, "seconds": s, "first_at"/"last_at": wall clock of its first/last output}}
 """
 
 from __future__ import annotations
@@ -106,8 +106,9 @@ class Row:
         stats = json.loads(self.stats or "{}")
         if carried:
             merge_stats(stats, json.loads(carried))
-        self.stats = json.dumps(merge_stats(stats, {stage: {"rows": rows, "seconds": seconds,
-                                                            "first_at": round(time.time(), 3)}}))
+        now = round(time.time(), 3)
+        self.stats = json.dumps(merge_stats(stats, {stage: {"rows": rows, "seconds": seconds, "first_at": now,
+                                                            "last_at": now}}))
 
 
 def segment_row(seg: SegmentAnnotation, audio: np.ndarray, evidence: SegmentEvidence | None) -> Row:
@@ -172,12 +173,14 @@ def evidence_of(evidence: bytes) -> SegmentEvidence | None:
 
 
 def merge_stats(into: dict, other: dict) -> dict:
-    """Add per-stage {"rows", "seconds"} counts of `other` into `into` (returned); `first_at` (wall clock of
-    the stage's first output row) keeps the earliest."""
+    """Add per-stage {"rows", "seconds"} counts of `other` into `into` (returned); `first_at` and `last_at`
+    (wall clock of the stage's first and last output row) keep the earliest and the latest."""
     for stage, s in other.items():
         cur = into.setdefault(stage, {"rows": 0, "seconds": 0.0})
         cur["rows"] += s["rows"]
         cur["seconds"] += s["seconds"]
         if s.get("first_at") is not None:
             cur["first_at"] = min(cur.get("first_at") or s["first_at"], s["first_at"])
+        if s.get("last_at") is not None:
+            cur["last_at"] = max(cur.get("last_at") or s["last_at"], s["last_at"])
     return into

@@ -9,8 +9,8 @@ float32 at 16 kHz) above the 3-hour job.
 
 Why 3 h against 6 h: the job reaches its steady state (one segmenter window of ingest.window_s = 600 s filled,
 Ray's object store at its working level) only about 2 hours into a source of this noise, so a shorter
-reference measures the ramp-up, not growth with length. Peaks (2026-12-01, summed PSS): 2 min 1.42, 1 h
-1.76-1.91, 3 h 2.24-2.40, 6 h 2.27-2.36 GiB. What bounds it is configuration: the segmenter's window, Ray Data's
+reference measures the ramp-up, not growth with length. Peaks (2026-12-01, summed PSS, 2 MB blocks): 3 h
+1.96-2.03 GiB (4 runs), 6 h 1.99-2.06 GiB (3 runs); with 32 MB blocks 1 h 1.76-1.91, 3 h 2.24-2.40, 6 h 2.27-2.36. What bounds it is configuration: the segmenter's window, Ray Data's
 object-store limit (`ray_data`), the block size, the writer's buffer and the number of light tasks each stage
 runs at once (`ray_data.tasks_per_stage`: before it was bounded, the number of worker processes alive at the
 peak varied from run to run and so did the peak, by ~500 MiB).
@@ -45,7 +45,7 @@ from pipeline.verify import OutputVerifier
 from tests.reliability.conftest import ROOT, cli_env
 from tests.reliability.hostile import write_noise_flac
 
-pytestmark = pytest.mark.slow  # 3 h of noise 23 s, 6 h 30 s, writing them ~20 s (idle machine, 2026-12-01)
+pytestmark = pytest.mark.slow  # 3 h of noise 27-32 s, 6 h 41-44 s, writing them ~20 s (idle machine, 2026-12-01)
 
 SR = 16000
 LONG_S, DOUBLE_S = 3 * 3600, 6 * 3600
@@ -122,8 +122,8 @@ def test_verify_is_clean(noise_runs):
 def test_peak_memory_does_not_grow_with_the_source(noise_runs):
     """Doubling the source adds less than a third of what holding the three extra hours of decoded audio would
     (220 of 659 MiB): a job that kept any per-segment state, or whose object store kept filling, fails it.
-    Measured in 4 pairs of 3 h and 6 h runs: -42, +34, +82, +83 MiB (any 3 h run against any 6 h one: -128 to
-    +120), 16 processes at the peak of each."""
+    Measured in 3 pairs of 3 h and 6 h runs: +69, +34, -43 MiB (and, with 32 MB blocks, 4 pairs: -42, +34, +82,
+    +83), 16-17 processes at the peak of each."""
     long, double = noise_runs
     growth = double.job.peak_pss_mib - long.job.peak_pss_mib
     assert growth < EXTRA_DECODED_MIB / 3, f"peak PSS grew by {growth:.0f} MiB: {figures(long, double)}"
