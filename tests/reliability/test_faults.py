@@ -121,15 +121,21 @@ def kill_when(p: subprocess.Popen, ready, names: tuple[str, ...], deadline_s: fl
 def test_actors_killed_mid_job_are_restarted_and_no_key_is_lost_or_duplicated(clean, tmp_path):
     out = tmp_path / "out"
     t0 = time.time()
-    p = annotate(clean.corpus, out, env=fault_env(slow_s="4"))  # a slower segmenter: the kills land mid-job
+    held = tmp_path / "general-in-call"  # written by the general annotator as it starts a call (inject/)
+    # a slower segmenter and a general branch held 3 s in each call: both kills land mid-call. (The general kill
+    # used to wait for the first committed shard; with ~12 segments the light stages take them all in one
+    # bundle, so that shard could come after the general actor had finished and left.)
+    p = annotate(clean.corpus, out, env=fault_env(slow_s="4", hold_general=str(held)))
     seg_pid = kill_when(p, lambda: any((out / "cuts").glob("*.json")), ("EventSegmenter",))
-    branch_pid = kill_when(p, lambda: any((out / "shards").glob("*.keys.json")),
-                           ("GeneralAudioStage",))
+    branch_pid = kill_when(p, held.exists, ("GeneralAudioStage",))
     rc, log = finish(p)
     print(f"actor kills (segmenter {seg_pid}, general {branch_pid}): {time.time() - t0:.1f} s "
           f"(clean {clean.wall_s:.1f} s)")
     assert seg_pid and branch_pid, "both kills should land while the job runs"
     assert rc == 0, log
+    calls = held.read_text().split()
+    assert calls[0] == str(branch_pid) and len(calls) >= 2 and str(branch_pid) not in calls[1:], \
+        f"the killed call is done again by a restarted actor: {calls}"
     keys = [r["key"] for r in manifest(out)]
     assert len(keys) == len(set(keys)) and set(keys) == clean.keys
     assert not quarantine(out)

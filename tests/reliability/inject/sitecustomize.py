@@ -5,6 +5,8 @@
     EVENTCAP_FAULT_PERTURB=<seed>     the segmenter's evidence is perturbed (scores as on another machine)
     EVENTCAP_FAULT_SLOW_S=<seconds>   each segmenter evidence window takes that much longer (a job slow enough
                                       to be hit mid-flight)
+    EVENTCAP_FAULT_HOLD_GENERAL=<path>  the general branch's annotator touches <path>, then takes 3 s longer on
+                                      each call: a test can see it is mid-call and kill it there
 
 Modules are patched right after they are imported (an import hook), so processes that never import them
 (Ray's own daemons) stay as they are.
@@ -37,6 +39,21 @@ def _patch_annotator(mod) -> None:
             cls.annotate = annotate
 
 
+def _patch_general_hold(mod) -> None:
+    mark = os.environ["EVENTCAP_FAULT_HOLD_GENERAL"]
+    for cls in [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == mod.__name__]:
+        if callable(getattr(cls, "annotate", None)):
+            original = cls.annotate
+
+            def annotate(self, items, _original=original):
+                with open(mark, "a") as f:
+                    f.write(f"{os.getpid()}\n")
+                time.sleep(3.0)
+                return _original(self, items)
+
+            cls.annotate = annotate
+
+
 def _patch_segmenter(mod) -> None:
     original = mod.compute_evidence
     slow = float(os.environ.get("EVENTCAP_FAULT_SLOW_S", "0") or 0)
@@ -61,6 +78,8 @@ def _patch_segmenter(mod) -> None:
 PATCHES = {}
 if os.environ.get("EVENTCAP_FAULT_RAISE_KEY"):
     PATCHES["annotators.general.annotator"] = _patch_annotator
+if os.environ.get("EVENTCAP_FAULT_HOLD_GENERAL"):
+    PATCHES["annotators.general.annotator"] = _patch_general_hold
 if os.environ.get("EVENTCAP_FAULT_PERTURB") or os.environ.get("EVENTCAP_FAULT_SLOW_S"):
     PATCHES["annotators.segmentation.segmenter"] = _patch_segmenter
 
