@@ -25,33 +25,38 @@ class InjectedFault(RuntimeError):
     """Raised by the wrapped annotator: the class name a quarantine row must carry."""
 
 
-def _patch_annotator(mod) -> None:
-    key = os.environ["EVENTCAP_FAULT_RAISE_KEY"]
+def _wrap_annotate(mod, before) -> None:
+    """Every annotator class of `mod` calls `before(items)` at the start of each `annotate` call."""
     for cls in [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == mod.__name__]:
         if callable(getattr(cls, "annotate", None)):
             original = cls.annotate
 
             def annotate(self, items, _original=original):
-                if any(getattr(it.segment, "key", None) == key for it in items):
-                    raise InjectedFault(f"injected fault on segment {key}")
+                before(items)
                 return _original(self, items)
 
             cls.annotate = annotate
+
+
+def _patch_annotator(mod) -> None:
+    key = os.environ["EVENTCAP_FAULT_RAISE_KEY"]
+
+    def raise_on_key(items):
+        if any(getattr(it.segment, "key", None) == key for it in items):
+            raise InjectedFault(f"injected fault on segment {key}")
+
+    _wrap_annotate(mod, raise_on_key)
 
 
 def _patch_general_hold(mod) -> None:
     mark = os.environ["EVENTCAP_FAULT_HOLD_GENERAL"]
-    for cls in [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == mod.__name__]:
-        if callable(getattr(cls, "annotate", None)):
-            original = cls.annotate
 
-            def annotate(self, items, _original=original):
-                with open(mark, "a") as f:
-                    f.write(f"{os.getpid()}\n")
-                time.sleep(3.0)
-                return _original(self, items)
+    def hold(items):
+        with open(mark, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(3.0)
 
-            cls.annotate = annotate
+    _wrap_annotate(mod, hold)
 
 
 def _patch_segmenter(mod) -> None:
