@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.resources import TASK_BATCH_ROWS, TASK_CPUS, place_all, task_pool_size
+from pipeline.resources import TASK_BATCH_ROWS, TASK_CPUS, place_all
 from schemas.config import JobConfig
 from stages.base import RowStage, check_order
 from stages.branches import GeneralAudioStage, MusicStage, SpeechStage
@@ -38,11 +38,12 @@ def steps(output: str | None, registry=None) -> list[Step]:
     ]
 
 
-def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = None,
-               registry=None) -> ray.data.Dataset:
+def build_plan(cfg: JobConfig, sources: ray.data.Dataset, tasks: ray.data.TaskPoolStrategy,
+               output: str | None = None, registry=None) -> ray.data.Dataset:
     """The Ray Dataset of the whole plan over `sources` (source_ref rows, read from the spooled listing:
-    pipeline/run.py); `registry` is the job's ContentRegistry. Every row keeps the layout of `stages/rows.py`;
-    quarantine rows ride along untouched to the writer."""
+    pipeline/run.py); `tasks` bounds each light task stage as it bounds the job's read and write
+    (pipeline/resources.task_pool_size); `registry` is the job's ContentRegistry. Every row keeps the layout of
+    `stages/rows.py`; quarantine rows ride along untouched to the writer."""
     plan = steps(output, registry)
     check_order([s.stage for s in plan])  # the order as written, then without the stages the config turns off
     plan = [s for s in plan if s.stage.active(cfg)]
@@ -50,7 +51,6 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, output: str | None = N
     actors = [s.stage for s in plan if s.stage.runs_as == "actor"]
     placed = place_all([(a.name, getattr(cfg, a.config_section).resources) for a in actors], cluster)  # by cost
     conf = cfg.model_dump(mode="json")
-    tasks = ray.data.TaskPoolStrategy(size=task_pool_size(cluster, cfg.ray_data.tasks_per_stage))
 
     ds = sources
     for s in plan:

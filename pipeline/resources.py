@@ -49,7 +49,7 @@ def task_pool_size(cluster: dict[str, float], declared: int | None = None) -> in
     at the peak in some runs and one of each in others, so the job's peak memory varied by ~500 MiB from run
     to run (tests/reliability/test_long_noise.py). These stages are light: one task each keeps pace on 2 cores.
     """
-    if declared:
+    if declared is not None:
         return declared
     return max(1, int(float(cluster.get("CPU", 1.0)) // 2))
 

@@ -148,17 +148,16 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
 
     counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)
-    tasks = task_pool_size(ray.cluster_resources(), cfg.ray_data.tasks_per_stage)  # per light task stage
+    tasks = ray.data.TaskPoolStrategy(size=task_pool_size(ray.cluster_resources(), cfg.ray_data.tasks_per_stage))
     try:
         if spool.rows:
             slices = spool.slices(cfg.ingest.read_parallelism or min(spool.rows, 1000))  # spread small files
             refs = ray.data.from_items(slices, override_num_blocks=len(slices)).map_batches(
-                _read_slices, batch_size=1, batch_format="pyarrow", num_cpus=TASK_CPUS,
-                compute=ray.data.TaskPoolStrategy(size=tasks))
+                _read_slices, batch_size=1, batch_format="pyarrow", num_cpus=TASK_CPUS, compute=tasks)
             registry = ContentRegistry.options(**on_driver_node()).remote(
                 ledger.complete_content() if ledger.complete.size else None)
-            ds = build_plan(cfg, refs, output, registry)
-            ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS}, concurrency=tasks)
+            ds = build_plan(cfg, refs, tasks, output, registry)
+            ds.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS}, concurrency=tasks.size)
     finally:
         ray.kill(counter)
         spool.remove()
