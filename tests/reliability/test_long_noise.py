@@ -11,9 +11,10 @@ Why 3 h against 6 h: the job reaches its steady state (one segmenter window of i
 Ray's object store at its working level) only about 2 hours into a source of this noise, so a shorter
 reference measures the ramp-up, not growth with length. Peaks (2026-12-01, summed PSS, 2 MB blocks): 3 h
 1.96-2.03 GiB (4 runs), 6 h 1.99-2.06 GiB (3 runs); with 32 MB blocks 1 h 1.76-1.91, 3 h 2.24-2.40, 6 h
-2.27-2.36. What bounds it is configuration: the segmenter's window, Ray Data's object-store limit (`ray_data`), the block size, the writer's buffer and the number of light tasks each stage
-runs at once (`ray_data.tasks_per_stage`: before it was bounded, the number of worker processes alive at the
-peak varied from run to run and so did the peak, by ~500 MiB).
+2.27-2.36. What bounds it is configuration: the segmenter's window, Ray Data's object-store limit
+(`ray_data`), the block size, the writer's buffer and the number of light tasks each stage runs at once
+(`ray_data.tasks_per_stage`: before it was bounded, the number of worker processes alive at the peak varied from
+run to run and so did the peak, by ~500 MiB).
 
 What makes it fit the suite's time (each is a job setting, the same for both runs, none exists for this test):
   - segmenter.use_vad=false, segmenter.use_yamnet=false: the segmenter cuts on energy and spectral novelty
