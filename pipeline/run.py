@@ -47,7 +47,7 @@ from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
 from stages.probe import ContentRegistry
 from stages.rows import Row, RowKind, merge_stats
-from stages.shard_writer import ShardCounter, ShardWriter
+from stages.shard_writer import ShardWriter, WriteCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _read_slices(batch):
 
 
 def on_driver_node() -> dict:
-    """Options that keep a job's control actors (shard counter, content registry) on the driver's node: a
+    """Options that keep a job's control actors (write coordinator, content registry) on the driver's node: a
     worker node that goes away mid-job takes annotation actors and tasks with it, which Ray retries, but
     never the counter (a restarted one would hand out numbers again) or the registry."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -146,7 +146,7 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
     ctx.print_on_execution_start = False
     apply_ray_data_config(ctx, cfg.ray_data, cfg.shards.write_buffer_mb)
 
-    counter = ShardCounter.options(**on_driver_node()).remote(next_shard_index(output))
+    counter = WriteCoordinator.options(**on_driver_node()).remote(next_shard_index(output))
     sink = ShardWriter(output, cfg.shards.target_shard_mb, counter, run_suffix(output), cfg.shards.write_buffer_mb)
     tasks = ray.data.TaskPoolStrategy(size=task_pool_size(ray.cluster_resources(), cfg.ray_data.tasks_per_stage))
     try:
@@ -186,6 +186,8 @@ def _run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool
         "sources": counts,
         "segments": {"written": sum(r["segments"] for r in results),
                      "skipped_already_committed": ledger.committed_keys,
+                     # rows Ray handed to a second write task after a node loss: each key is written once
+                     "duplicates_dropped": sum(r.get("duplicates_dropped", 0) for r in results),
                      "audio_s": round(audio_s, 2), "by_route": dict(sum((Counter(r["routes"]) for r in results),
                                                                          Counter()))},
         "quarantined": {"count": sum(r["quarantined"] for r in results), "total_in_output": sum(by_error.values()),

@@ -25,7 +25,7 @@ import ray
 from ray.data.block import BlockAccessor
 from ray.data.datasource.datasink import Datasink, WriteResult
 
-from pipeline.ledger import SUBDIRS, NameTaken, write_atomic, write_sources_done
+from pipeline.ledger import SUBDIRS, DigestSet, NameTaken, key_digest, write_atomic, write_sources_done
 from pipeline.sources import filesystem_for
 from schemas.annotation import QuarantineRecord, SegmentAnnotation
 from schemas.tables import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, manifest_row, quarantine_row
@@ -33,30 +33,78 @@ from stages.caption_report import count_caption, new_caption_counts
 from stages.rows import audio_of, merge_stats, to_rows
 
 
+class StaleAttempt(RuntimeError):
+    """A newer attempt of this write task has begun: this one stops and commits nothing more."""
+
+
 @ray.remote(num_cpus=0)
-class ShardCounter:
-    """Hands out consecutive shard numbers to the write tasks of one job, and remembers the keys each write
-    task in flight is committing: Ray retries a task whose node went away, and the retry (same task id)
-    skips what the lost attempt had committed (the shards whose marker exists). Holds keys only while their
-    task runs."""
+class WriteCoordinator:
+    """One per job, on the driver's node: hands out shard numbers and makes the write stage exactly-once per key.
+
+    Ray may run a write task more than once, and upstream replays may hand written rows to another one:
+      - a retry, when the task's node went away (same task id, a new attempt): it skips what the lost attempt
+        committed (the shards whose marker exists) and takes over the rest of its keys;
+      - lineage reconstruction, when the task's result was lost with a node after it finished (same task id,
+        run again from the start): it gets the first run's result back and writes nothing;
+      - an upstream task replayed after a node loss can emit rows that another write task already has: a key
+        is written by one task id only, so the later one drops it (counted as `duplicates_dropped`).
+    A newer attempt fences off the older one, which may still run on a node being torn down: its claims and
+    commits are refused. Memory: 8 bytes per committed key, plus the keys of the write tasks in flight.
+    """
 
     def __init__(self, start: int):
         self.next_index = start
-        self.by_task: dict[str, list[tuple[str, list[str]]]] = {}
+        self.attempts: dict[str, int] = {}  # task id -> its latest attempt
+        self.claimed: dict[int, str] = {}  # key digest -> the task id writing it (tasks in flight)
+        self.task_keys: dict[str, list[int]] = {}
+        self.commits: dict[str, list[tuple[str, list[str]]]] = {}  # task id -> (shard name, keys) begun
+        self.committed = DigestSet()  # keys of the finished write tasks
+        self.results: dict[str, dict] = {}  # task id -> what it returned
 
     def next(self) -> int:
         self.next_index += 1
         return self.next_index - 1
 
-    def begin(self, task_id: str) -> list[tuple[str, list[str]]]:
-        """(shard name, keys) of every commit an earlier attempt of `task_id` started."""
-        return self.by_task.get(task_id, [])
+    def begin(self, task_id: str) -> tuple[int, dict | None, list[tuple[str, list[str]]]]:
+        """(attempt, the result if `task_id` already finished, (shard name, keys) of the commits earlier
+        attempts began)."""
+        if task_id in self.results:
+            return 0, self.results[task_id], []
+        self.attempts[task_id] = attempt = self.attempts.get(task_id, 0) + 1
+        return attempt, None, self.commits.get(task_id, [])
 
-    def committing(self, task_id: str, name: str, keys: list[str]) -> None:
-        self.by_task.setdefault(task_id, []).append((name, keys))
+    def claim(self, task_id: str, attempt: int, keys: list[str]) -> list[bool]:
+        """Whether this attempt may write each key: not committed, and not being written by another task."""
+        if self.attempts.get(task_id) != attempt:
+            raise StaleAttempt(task_id)
+        mine = self.task_keys.setdefault(task_id, [])
+        out = []
+        for d in map(key_digest, keys):
+            owner = self.claimed.get(d)
+            ok = owner == task_id or (owner is None and d not in self.committed)
+            if ok and owner is None:
+                self.claimed[d] = task_id
+                mine.append(d)
+            out.append(ok)
+        return out
 
-    def finished(self, task_id: str) -> None:
-        self.by_task.pop(task_id, None)
+    def committing(self, task_id: str, attempt: int, name: str, keys: list[str]) -> bool:
+        """Record the shard this attempt is about to commit; False: the attempt is stale, commit nothing."""
+        if self.attempts.get(task_id) != attempt:
+            return False
+        self.commits.setdefault(task_id, []).append((name, keys))
+        return True
+
+    def finished(self, task_id: str, attempt: int, result: dict) -> bool:
+        if self.attempts.get(task_id) != attempt:
+            return False
+        for d in self.task_keys.pop(task_id, []):
+            self.claimed.pop(d, None)
+            self.committed.add(d)
+        self.commits.pop(task_id, None)
+        self.attempts.pop(task_id, None)
+        self.results[task_id] = result
+        return True
 
 
 # ------------------------------------------------------------------ the sink
@@ -130,47 +178,53 @@ class ShardWriter(Datasink[dict]):
 
     def write(self, blocks: Iterable, ctx) -> dict:
         fs, root = filesystem_for(self.output)
+        task_id = self.task_id()
+        attempt, done, begun = ray.get(self.counter.begin.remote(task_id))
+        if done is not None:  # run again by lineage reconstruction: everything it wrote is committed
+            return done
+        lost = {name: keys for name, keys in begun  # what a lost attempt of this task committed
+                if fs.get_file_info(f"{root}/shards/{name}.keys.json").type == pafs.FileType.File}
+        committed_before = {k for keys in lost.values() for k in keys}
         stats: dict[str, dict[str, float]] = {}
         quarantined: list[dict] = []
         sources_done: list[dict] = []
         routes: Counter = Counter()
         captions: dict[str, Counter] = new_caption_counts()
-        result = {"shards": [], "segments": 0, "audio_s": 0.0, "quarantined": 0, "first_segment_at": None}
-        task_id = ray.get_runtime_context().get_task_id()
-        committed_before = {k for name, keys in ray.get(self.counter.begin.remote(task_id))  # a lost attempt's
-                            if fs.get_file_info(f"{root}/shards/{name}.keys.json").type == pafs.FileType.File
-                            for k in keys}
+        result = {"shards": sorted(lost), "segments": 0, "audio_s": 0.0, "quarantined": 0,
+                  "duplicates_dropped": 0, "first_segment_at": None}
         with tempfile.TemporaryDirectory(prefix="eventcap-shard-") as tmpdir:
             shard = None
             for block in blocks:
-                batch = BlockAccessor.for_block(block).to_batch_format("numpy")
-                for r in to_rows(batch):
+                segments = []
+                for r in to_rows(BlockAccessor.for_block(block).to_batch_format("numpy")):
                     merge_stats(stats, json.loads(r["stats"] or "{}"))
                     if r["kind"] == "quarantine":
                         quarantined.append(quarantine_row(QuarantineRecord.model_validate_json(r["payload"])))
-                        continue
-                    if r["kind"] == "source_done":
+                    elif r["kind"] == "source_done":
                         sources_done.append(json.loads(r["payload"]))
+                    elif r["kind"] == "segment":
+                        segments.append((SegmentAnnotation.model_validate_json(r["payload"]), r))
+                mine = ray.get(self.counter.claim.remote(task_id, attempt, [s.key for s, _ in segments])) if segments else []
+                for (seg, r), ok in zip(segments, mine, strict=True):
+                    if not ok:  # another write task has (or had) this key: an upstream replay
+                        result["duplicates_dropped"] += 1
                         continue
-                    if r["kind"] != "segment":
-                        continue
-                    seg = SegmentAnnotation.model_validate_json(r["payload"])
-                    if seg.key in committed_before:
-                        continue
-                    if shard is None:
-                        shard = _OpenShard(tmpdir)
                     if result["first_segment_at"] is None:  # wall clock: the job's time to first segment
                         result["first_segment_at"] = time.time()
-                    shard.add(seg, audio_of(r))
                     routes.update(seg.routes)
                     count_caption(captions, seg)
                     result["segments"] += 1
                     result["audio_s"] += seg.duration_s
+                    if seg.key in committed_before:  # counted; its shard is in result["shards"]
+                        continue
+                    if shard is None:
+                        shard = _OpenShard(tmpdir)
+                    shard.add(seg, audio_of(r))
                     if shard.size() >= self.target_bytes:
-                        result["shards"].append(self._commit(fs, root, shard, task_id))
+                        result["shards"].append(self._commit(fs, root, shard, task_id, attempt))
                         shard = None
             if shard is not None:
-                result["shards"].append(self._commit(fs, root, shard, task_id))
+                result["shards"].append(self._commit(fs, root, shard, task_id, attempt))
         if quarantined:
             table = pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA)
             ident = hashlib.sha256(json.dumps([(q["source_uri"], q["stage"], q["key"]) for q in quarantined],
@@ -179,14 +233,20 @@ class ShardWriter(Datasink[dict]):
             pq.write_table(table, buf)
             write_atomic(fs, f"{root}/quarantine/part-{ident}.parquet", buf.getvalue().to_pybytes())
         write_sources_done(self.output, sources_done)  # after this task's shards: see pipeline/ledger.py
-        self.counter.finished.remote(task_id)
         result["quarantined"] = len(quarantined)
         result["stats"] = stats
         result["routes"] = dict(routes)
         result["captions"] = {k: dict(v) for k, v in captions.items()}
+        if not ray.get(self.counter.finished.remote(task_id, attempt, result)):
+            raise StaleAttempt(task_id)
         return result
 
-    def _commit(self, fs, root: str, shard: _OpenShard, task_id: str) -> str:
+    @staticmethod
+    def task_id() -> str:
+        """The id Ray retries and reconstructs this write task under (every attempt has the same)."""
+        return ray.get_runtime_context().get_task_id()
+
+    def _commit(self, fs, root: str, shard: _OpenShard, task_id: str, attempt: int) -> str:
         """Claim a shard name with the tar, then write its manifest part, then its sidecar (the commit)."""
         shard.tar.close()
         while True:
@@ -201,8 +261,12 @@ class ShardWriter(Datasink[dict]):
         pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buf)
         write_atomic(fs, f"{root}/manifest/{name}.parquet", buf.getvalue().to_pybytes())
         sidecar = {"shard": f"{name}.tar", "keys": [s.key for s in shard.segments],
-                   "audio_s": sum(s.duration_s for s in shard.segments), **shard_fingerprint(shard.path)}
-        ray.get(self.counter.committing.remote(task_id, name, sidecar["keys"]))
+                   "audio_s": sum(s.duration_s for s in shard.segments), "write_task": task_id,
+                   "write_attempt": attempt, **shard_fingerprint(shard.path)}
+        if not ray.get(self.counter.committing.remote(task_id, attempt, name, sidecar["keys"])):
+            for path in (f"{root}/manifest/{name}.parquet", f"{root}/shards/{name}.tar"):  # not committed
+                fs.delete_file(path)
+            raise StaleAttempt(task_id)
         write_atomic(fs, f"{root}/shards/{name}.keys.json", json.dumps(sidecar).encode())  # the commit point
         os.unlink(shard.path)
         return name
