@@ -182,8 +182,12 @@ class ShardWriter(Datasink[dict]):
         attempt, done, begun = ray.get(self.counter.begin.remote(task_id))
         if done is not None:  # run again by lineage reconstruction: everything it wrote is committed
             return done
-        lost = {name: keys for name, keys in begun  # what a lost attempt of this task committed
-                if fs.get_file_info(f"{root}/shards/{name}.keys.json").type == pafs.FileType.File}
+        lost = {}  # what an earlier attempt of this task committed
+        for name, keys in begun:
+            if fs.get_file_info(f"{root}/shards/{name}.keys.json").type == pafs.FileType.File:
+                lost[name] = keys
+            else:  # begun, not committed: revoked, so that the old attempt, if it still runs on a node being
+                self._remove(fs, root, name)  # torn down, cannot complete it (a marker without its tar is no shard)
         committed_before = {k for keys in lost.values() for k in keys}
         stats: dict[str, dict[str, float]] = {}
         quarantined: list[dict] = []
@@ -242,6 +246,13 @@ class ShardWriter(Datasink[dict]):
         return result
 
     @staticmethod
+    def _remove(fs, root: str, name: str) -> None:
+        """Remove the tar and manifest part of a shard that is not committed."""
+        for path in (f"{root}/manifest/{name}.parquet", f"{root}/shards/{name}.tar"):
+            if fs.get_file_info(path).type == pafs.FileType.File:
+                fs.delete_file(path)
+
+    @staticmethod
     def task_id() -> str:
         """The id Ray retries and reconstructs this write task under (every attempt has the same)."""
         return ray.get_runtime_context().get_task_id()
@@ -264,8 +275,7 @@ class ShardWriter(Datasink[dict]):
                    "audio_s": sum(s.duration_s for s in shard.segments), "write_task": task_id,
                    "write_attempt": attempt, **shard_fingerprint(shard.path)}
         if not ray.get(self.counter.committing.remote(task_id, attempt, name, sidecar["keys"])):
-            for path in (f"{root}/manifest/{name}.parquet", f"{root}/shards/{name}.tar"):  # not committed
-                fs.delete_file(path)
+            self._remove(fs, root, name)
             raise StaleAttempt(task_id)
         write_atomic(fs, f"{root}/shards/{name}.keys.json", json.dumps(sidecar).encode())  # the commit point
         os.unlink(shard.path)

@@ -4,7 +4,8 @@ nothing", after a CI run of the 3-node test found every key written twice once a
 Ray runs a write task again in three ways, each done here with real write tasks on the local Ray instance and a
 fixed task id (what Ray keeps across a task's attempts):
   - lineage reconstruction of a task that finished (its result lost with a node): the same result, no write;
-  - a retry after the attempt's node went away mid-task: the retry skips the shard that attempt committed;
+  - a retry after the attempt's node went away mid-task: the retry skips the shard that attempt committed, and
+    removes the one it had begun but not committed (that attempt may still run on a node being torn down);
   - an upstream task replayed after a node loss: rows another write task has already reach a second one.
 And an attempt on a node being torn down, still running when its retry has begun, commits nothing.
 """
@@ -39,18 +40,30 @@ def block(keys: list[str]) -> pa.Table:
 
 class FixedTask(ShardWriter):
     """A writer whose task id is given (Ray gives every attempt and re-execution of a task the same one), and
-    that can die after its first committed shard, as its node going away would leave it."""
+    whose worker can exit, as its node going away would leave it: `die="after_shard"` once its first shard is
+    committed, `die="before_marker"` with its first shard's tar and manifest part written, but not its marker."""
 
-    def __init__(self, *a, task: str, die_after_first_shard: bool = False, **kw):
+    def __init__(self, *a, task: str, die: str = "", **kw):
         super().__init__(*a, **kw)
-        self.task, self.die = task, die_after_first_shard
+        self.task, self.die = task, die
 
     def task_id(self) -> str:
         return self.task
 
     def _commit(self, *a, **kw) -> str:
+        if self.die == "before_marker":
+            import stages.shard_writer as sw
+
+            real = sw.write_atomic
+
+            def write_atomic(fs, path, *args, **kwargs):
+                if path.endswith(".keys.json"):
+                    raise SystemExit("node went away")
+                return real(fs, path, *args, **kwargs)
+
+            sw.write_atomic = write_atomic  # the worker exits with it
         name = super()._commit(*a, **kw)
-        if self.die:
+        if self.die == "after_shard":
             raise SystemExit("node went away")
         return name
 
@@ -92,19 +105,28 @@ def test_each_key_is_written_once_however_often_ray_runs_the_write_tasks(tmp_pat
     # task C dies after committing its first shard; its retry (same task id) skips that shard, writes the rest,
     # and reports all three segments with the lost attempt's shard among its own
     with pytest.raises(ray.exceptions.WorkerCrashedError):  # the worker exits, as on a node that went away
-        ray.get(write_task.remote(sink("C", die_after_first_shard=True), [block(["k6", "k7", "k8"])]))
+        ray.get(write_task.remote(sink("C", die="after_shard"), [block(["k6", "k7", "k8"])]))
     lost = set(committed_shards(str(out))) - set(first["shards"]) - set(b["shards"])
     assert len(lost) == 1
     c = ray.get(write_task.remote(sink("C"), [block(["k6", "k7", "k8"])]))
     assert c["segments"] == 3 and lost <= set(c["shards"]) and len(c["shards"]) == 3
 
+    # task D dies between its first shard's tar and marker; the retry removes that tar (an old attempt still
+    # running could otherwise complete it) and writes both keys itself
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(write_task.remote(sink("D", die="before_marker"), [block(["k9", "k10"])]))
+    begun = {p.name for p in (out / "shards").glob("*.tar")} - {f"{n}.tar" for n in committed_shards(str(out))}
+    assert len(begun) == 1
+    d = ray.get(write_task.remote(sink("D"), [block(["k9", "k10"])]))
+    assert d["segments"] == 2 and not (out / "shards" / begun.pop()).exists()
+
     keys = manifest_keys(out)
-    assert sorted(keys) == [f"k{i}" for i in range(9)]  # each key once
+    assert sorted(keys) == sorted(f"k{i}" for i in range(11))  # each key once
     assert sorted(k for ks in committed_shards(str(out)).values() for k in ks) == sorted(keys)
     rep = OutputVerifier(str(out)).run()
-    assert not rep.damaged_shards and rep.keys_committed == 9
+    assert not rep.damaged_shards and rep.keys_committed == 11
     sidecar = json.loads(next((out / "shards").glob("*.keys.json")).read_text())
-    assert sidecar["write_task"] in {"A", "B", "C"} and sidecar["write_attempt"] >= 1  # lineage of the commit
+    assert sidecar["write_task"] in {"A", "B", "C", "D"} and sidecar["write_attempt"] >= 1  # lineage of the commit
 
 
 @pytest.mark.usefixtures("ray_local")
