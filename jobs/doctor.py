@@ -175,6 +175,16 @@ def check_pesto() -> str:
     return f"pesto-pitch {_v('pesto-pitch')}"
 
 
+def check_speech_onnx() -> str:
+    """The ONNX exports of PESTO and Resemblyzer's encoder that the speech actor runs on CPU (built if missing)."""
+    from annotators.speech.onnx_models import PestoOnnx, VoiceEncoderOnnx, pesto_path, voice_encoder_path
+    from annotators.speech.paraling import PITCH_STEP_MS
+
+    PestoOnnx(PITCH_STEP_MS)
+    VoiceEncoderOnnx()
+    return f"{pesto_path(PITCH_STEP_MS).name}, {voice_encoder_path().name} in {pesto_path(PITCH_STEP_MS).parent}"
+
+
 def check_basic_pitch() -> str:
     spec = importlib.util.find_spec("basic_pitch")
     if spec is None:
@@ -231,6 +241,7 @@ def checks() -> list[Check]:
         Check("model: resemblyzer", check_resemblyzer),
         Check("model: DNSMOS", check_dnsmos),
         Check("model: pesto", check_pesto),
+        Check("model: speech ONNX exports", check_speech_onnx, "python -m annotators.speech.onnx_models"),
         Check("model: basic-pitch", check_basic_pitch),
         Check("tool: ffmpeg", _tool("ffmpeg"), apt.format("ffmpeg")),
         Check("tool: sox", _tool("sox"), apt.format("sox")),

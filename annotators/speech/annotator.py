@@ -8,6 +8,8 @@ edges onto speech, and bounds the diarizer's regions.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from annotators.base import BranchInput
@@ -37,15 +39,15 @@ class SpeechAnnotator:
 
     def __init__(self, cfg: SpeechConfig | None = None, num_threads: int = 1):
         """`num_threads`: intra-op threads of every model here (ASR, VAD, diarization, DNSMOS), as placed."""
-        import torch
-
         self.cfg = cfg = cfg or SpeechConfig()
         self.threads = num_threads
-        torch.set_num_threads(num_threads)
         self.asr = WhisperAsr(cfg.asr, num_threads)
-        torch_device = self.asr.device if cfg.asr.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.diarizer = build_diarizer(cfg.diarization)
-        self.para = Paralinguistics(cfg.paralinguistics, device=torch_device, threads=num_threads)
+        self.diarizer = build_diarizer(cfg.diarization, num_threads)
+        # on CPU every model here is ONNX or CTranslate2 (pitch and speaker embeddings: their ONNX exports), so
+        # the process never imports torch (~480 MiB); the torch models run where the ASR found a GPU
+        self.para = Paralinguistics(cfg.paralinguistics, device=self.asr.device, threads=num_threads)
+        if "torch" in sys.modules:  # a GPU, or pyannote: hold torch to this actor's share of the cores
+            sys.modules["torch"].set_num_threads(num_threads)
         self._vad = None
 
     # ------------------------------------------------------------------ contract

@@ -35,6 +35,13 @@ def _torch_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _auto_device() -> str:
+    """"cuda" where a CUDA device is visible, else "cpu"; asked of CTranslate2, so that no torch is imported."""
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
 def _rename(turns: list[tuple[object, float, float]]) -> list[Turn]:
     names: dict[object, str] = {}
     out = []
@@ -85,27 +92,38 @@ def _max_pair_similarity(emb: np.ndarray, lab: np.ndarray, centers: np.ndarray, 
 class ResemblyzerDiarizer:
     name = "resemblyzer-ge2e+spectral"
 
-    def __init__(self, cfg: DiarizationConfig):
+    def __init__(self, cfg: DiarizationConfig, threads: int = 1):
+        """On CPU the encoder is its ONNX export (annotators/speech/onnx_models.py: no torch in the actor)."""
         from importlib.metadata import version
 
-        from resemblyzer import VoiceEncoder
-
         self.cfg = cfg
-        self.encoder = VoiceEncoder(device=_torch_device(cfg.device), verbose=False)
         self.version = version("resemblyzer")
+        self.onnx = None
+        device = cfg.device if cfg.device != "auto" else _auto_device()
+        if device == "cpu":
+            from annotators.speech.onnx_models import VoiceEncoderOnnx
+
+            self.onnx = VoiceEncoderOnnx(threads)
+        else:
+            from resemblyzer import VoiceEncoder
+
+            self.encoder = VoiceEncoder(device=device, verbose=False)
 
     def embed_windows(self, audio: np.ndarray, centers_s: np.ndarray) -> np.ndarray:
         """(n_windows, 256) L2-normalised embeddings of window_s windows centred at centers_s."""
-        import torch
-        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+        from annotators.speech.onnx_models import mel_frames, normalize_volume
 
-        wav = normalize_volume(audio.astype(np.float32), -30, increase_only=True)
-        mel = wav_to_mel_spectrogram(wav)  # (T, 40), 10 ms hop
+        wav = normalize_volume(audio.astype(np.float32), -30)
+        mel = mel_frames(wav)  # (T, 40), 10 ms hop
         w = int(round(self.cfg.window_s * 100))
         if mel.shape[0] < w:
             mel = np.pad(mel, ((0, w - mel.shape[0]), (0, 0)))
         starts = np.clip(np.round(centers_s * 100).astype(int) - w // 2, 0, mel.shape[0] - w)
         batch = np.stack([mel[s : s + w] for s in starts]).astype(np.float32)
+        if self.onnx is not None:
+            return np.concatenate([self.onnx(batch[b : b + 64]) for b in range(0, len(batch), 64)])
+        import torch
+
         out = []
         with torch.inference_mode():
             for b in range(0, len(batch), 64):
@@ -254,9 +272,9 @@ class PyannoteDiarizer:
                         if seg.start < dur])
 
 
-def build_diarizer(cfg: DiarizationConfig):
+def build_diarizer(cfg: DiarizationConfig, threads: int = 1):
     if cfg.backend == "none":
         return None
     if cfg.backend == "pyannote":
         return PyannoteDiarizer(cfg)
-    return ResemblyzerDiarizer(cfg)
+    return ResemblyzerDiarizer(cfg, threads)

@@ -111,15 +111,26 @@ def speech_spans(vad_prob: np.ndarray, hop_s: float, threshold: float, n_samples
 
 
 class PitchTracker:
-    def __init__(self, method: str, device: str = "cpu", step_ms: float = PITCH_STEP_MS):
+    """f0 per frame: PESTO (on CPU its ONNX export, annotators/speech/onnx_models.py: no torch) or pYIN."""
+
+    def __init__(self, method: str, device: str = "cpu", step_ms: float = PITCH_STEP_MS, threads: int = 1):
         self.method = method
         self.device = device
         self.step_ms = step_ms
+        self._onnx = None
         if method == "pesto":
-            import pesto
+            from importlib.metadata import version
 
-            self._model = pesto.load_model("mir-1k_g7", step_size=step_ms, sampling_rate=SAMPLE_RATE).to(device).eval()
-            self.name = f"pesto mir-1k_g7 {pesto.__version__}"
+            self.name = f"pesto mir-1k_g7 {version('pesto-pitch')}"
+            if device == "cpu":
+                from annotators.speech.onnx_models import PestoOnnx
+
+                self._onnx = PestoOnnx(step_ms, threads)
+            else:
+                import pesto
+
+                self._model = pesto.load_model("mir-1k_g7", step_size=step_ms,
+                                               sampling_rate=SAMPLE_RATE).to(device).eval()
         else:
             import librosa
 
@@ -127,6 +138,9 @@ class PitchTracker:
 
     def f0(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """(f0_hz, confidence, hop_s) per frame."""
+        if self._onnx is not None:
+            f0, conf = self._onnx(audio)
+            return f0, conf, self.step_ms / 1000
         if self.method == "pesto":
             import torch
 
@@ -201,7 +215,7 @@ class Paralinguistics:
         self.cfg = cfg
         self.bounded = bounded
         step = PITCH_STEP_MS if bounded else PITCH_FULL_STEP_MS
-        self.pitch = PitchTracker(cfg.pitch, device, step) if cfg.pitch != "none" else None
+        self.pitch = PitchTracker(cfg.pitch, device, step, threads) if cfg.pitch != "none" else None
         self.dnsmos = Dnsmos(cfg.dnsmos_hop_s, threads, DNSMOS_MAX_WINDOWS if bounded else None) if cfg.dnsmos else None
         self.classifiers = {
             "gender": load_classifier(cfg.gender_model),
