@@ -231,33 +231,6 @@ def _cat(arrays: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
 
-def key_digest(key: str) -> int:
-    """64 bits of a segment key (enough to tell 10^8 keys apart)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-
-
-class DigestSet:
-    """A growing set of 64-bit digests at about 8 bytes each: a sorted array, plus a small set merged into it."""
-
-    MERGE_AT = 1 << 16
-
-    def __init__(self):
-        self.sorted = np.zeros(0, np.uint64)
-        self.recent: set[int] = set()
-
-    def add(self, digest: int) -> None:
-        self.recent.add(digest)
-        if len(self.recent) >= self.MERGE_AT:
-            self.sorted = np.union1d(self.sorted, np.fromiter(self.recent, np.uint64, len(self.recent)))
-            self.recent.clear()
-
-    def __contains__(self, digest: int) -> bool:
-        return digest in self.recent or bool(_in_sorted(self.sorted, np.array([digest], np.uint64))[0])
-
-    def __len__(self) -> int:
-        return int(self.sorted.size) + len(self.recent)
-
-
 @dataclass(frozen=True)
 class ContentDigests:
     """A sorted set of sha256 digests (8 bytes each): the bytes of the sources an earlier run finished."""

@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 
+from pipeline.coordinator import WriteCoordinator
 from pipeline.lease import OutputLease
 from pipeline.ledger import (
     SPOOL_PREFIX,
@@ -47,7 +48,7 @@ from schemas.version import SCHEMA_VERSION
 from stages.caption_report import caption_report
 from stages.probe import ContentRegistry
 from stages.rows import Row, RowKind, merge_stats
-from stages.shard_writer import ShardWriter, WriteCoordinator
+from stages.shard_writer import ShardWriter
 
 log = logging.getLogger(__name__)
 

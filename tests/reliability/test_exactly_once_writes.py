@@ -19,10 +19,11 @@ import pyarrow as pa
 import pytest
 import ray
 
+from pipeline.coordinator import StaleAttempt, WriteCoordinator
 from pipeline.ledger import committed_shards
 from pipeline.verify import OutputVerifier
 from stages.rows import COLUMNS, Row, RowKind, audio_bytes
-from stages.shard_writer import ShardWriter, StaleAttempt, WriteCoordinator
+from stages.shard_writer import ShardWriter
 from tests.caption_fixtures import segment
 
 SR = 16000
@@ -148,3 +149,15 @@ def test_an_attempt_whose_retry_has_begun_commits_nothing():
     assert ray.get(coord.finished.remote("T", a2, {"segments": 3}))
     assert ray.get(coord.claim.remote("U", u, ["x", "z", "v"])) == [False, False, True]  # committed by T
     assert ray.get(coord.begin.remote("T")) == (0, {"segments": 3}, [])  # T run again: its result, no write
+
+
+def test_the_coordinators_key_set_holds_keys_in_its_sorted_array_and_its_recent_set():
+    from pipeline.coordinator import DigestSet, key_digest
+
+    s = DigestSet()
+    s.MERGE_AT = 64  # merge into the sorted array every 64 keys, as every 65536 in a job
+    keys = [key_digest(f"k{i}") for i in range(1000)]
+    for d in keys[:500]:
+        s.add(d)
+    assert len(s) == 500 and s.sorted.size == 448 and len(s.recent) == 52
+    assert all(d in s for d in keys[:500]) and not any(d in s for d in keys[500:])
