@@ -58,7 +58,8 @@ class WriteCoordinator:
       - an upstream task replayed after a node loss can emit rows that another write task already has: a key
         is written by one task id only, so the later one drops it (counted as `duplicates_dropped`).
     A newer attempt fences off the older one, which may still run on a node being torn down: its claims and
-    commits are refused. Memory: 8 bytes per committed key, plus the keys of the write tasks in flight.
+    commits are refused. Memory: 8 bytes per committed key, the keys of the write tasks in flight, and each
+    finished write task's result (a few KiB: its stats, shard names and counts).
     """
 
     def __init__(self, start: int):

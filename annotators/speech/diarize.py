@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from annotators.common import SAMPLE_RATE
+from annotators.speech.asr import resolve_device
 from annotators.speech.vadtools import regions
 from schemas.speech_config import DiarizationConfig
 
@@ -33,13 +34,6 @@ def _torch_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _auto_device() -> str:
-    """"cuda" where a CUDA device is visible, else "cpu"; asked of CTranslate2, so that no torch is imported."""
-    import ctranslate2
-
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
 
 
 def _rename(turns: list[tuple[object, float, float]]) -> list[Turn]:
@@ -99,7 +93,7 @@ class ResemblyzerDiarizer:
         self.cfg = cfg
         self.version = version("resemblyzer")
         self.onnx = None
-        device = cfg.device if cfg.device != "auto" else _auto_device()
+        device = resolve_device(cfg.device)  # "auto": asked of CTranslate2, so that no torch is imported
         if device == "cpu":
             from annotators.speech.onnx_models import VoiceEncoderOnnx
 

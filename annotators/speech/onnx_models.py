@@ -8,10 +8,11 @@ Torch alone (`import torch`) is ~480 MiB of PSS in a process, the largest single
 from the weights its pip package ships, into `$EVENTCAP_CACHE/onnx/` (default `~/.cache/eventcap/onnx/`)
 under a name carrying the package version and the export settings; written to a temporary name, checked
 against torch on a test signal, then renamed, so concurrent actors and a killed export leave nothing half
-made. `make install` builds both ahead of time; an actor on a fresh node builds what it lacks on first use.
+made. `eventcap doctor` builds both (so `make demo` and `make test` do); an actor on a node without them
+builds what it lacks on first use.
 
 The exports give the torch models' answers (checked at export: pitch within 0.01 Hz, confidence and
-embeddings within 1e-4; tests/test_speech.py compares both on recordings). On a GPU the torch models are
+embeddings within 1e-4; tests/test_speech_onnx.py compares both on real recordings). On a GPU the torch models are
 used as before.
 
     python -m annotators.speech.onnx_models [pesto] [voice_encoder]    build into the cache, print the paths
@@ -30,13 +31,14 @@ import numpy as np
 
 from annotators.common import SAMPLE_RATE
 from annotators.common.onnx import cpu_session
+from annotators.speech.models import cache_dir
 
 PESTO_MODEL = "mir-1k_g7"
 MEL_CHANNELS, MEL_WINDOW_MS, MEL_STEP_MS = 40, 25, 10  # resemblyzer/hparams.py
 
 
 def onnx_dir() -> Path:
-    return Path(os.environ.get("EVENTCAP_CACHE", Path.home() / ".cache" / "eventcap")) / "onnx"
+    return cache_dir() / "onnx"
 
 
 def pesto_path(step_ms: float) -> Path:
