@@ -88,9 +88,17 @@ class Watched:
 
 
 def _kind(cmd: str) -> str:
-    for k in ("raylet", "gcs_server", "dashboard", "log_monitor", "runtime_env", "ray::"):
+    """What a process of the job is: a Ray daemon, the driver, or a Ray worker by its title (`ray::IDLE`,
+    `ray::SpeechStage`, `ray::WriteCoordinator`, `ray::MapBatches(Router)`: the actor or the task it runs)."""
+    if cmd.startswith("ray::"):
+        title = cmd.split()[0].removeprefix("ray::")
+        for wrap in ("MapWorker(MapBatches(", "MapWorker("):
+            if title.startswith(wrap):  # an actor stage: its class, without Ray Data's wrapper or the method
+                title = title.removeprefix(wrap).split(")")[0]
+        return f"ray::{title.split('.')[0]}"
+    for k in ("raylet", "gcs_server", "dashboard", "log_monitor", "runtime_env"):
         if k in cmd:
-            return "ray_worker" if k == "ray::" or "default_worker" in cmd else k
+            return "ray_worker" if "default_worker" in cmd else k
     return "ray_worker" if "default_worker.py" in cmd else "driver/other"
 
 

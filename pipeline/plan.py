@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.resources import TASK_BATCH_ROWS, TASK_CPUS, place_all
+from pipeline.resources import TASK_CPUS, place_all
 from schemas.config import JobConfig
 from stages.base import RowStage, check_order
 from stages.branches import GeneralAudioStage, MusicStage, SpeechStage
@@ -62,6 +62,6 @@ def build_plan(cfg: JobConfig, sources: ray.data.Dataset, tasks: ray.data.TaskPo
                                 num_cpus=pl.num_cpus, num_gpus=pl.num_gpus, batch_size=pl.batch_size,
                                 batch_format="numpy", **({"resources": custom} if custom else {}))
         else:
-            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=TASK_BATCH_ROWS,
+            ds = ds.map_batches(s.stage(cfg, **s.kwargs), num_cpus=TASK_CPUS, batch_size=s.stage.task_batch_rows(cfg),
                                 batch_format="numpy", compute=tasks)
     return ds

@@ -22,7 +22,10 @@ from schemas.resources import ActorResources
 log = logging.getLogger(__name__)
 
 TASK_CPUS = 0.1  # what each light task stage (probe, route, caption, write) asks for
-TASK_BATCH_ROWS = 16  # rows per call of a light task stage (Ray Data bundles blocks up to this)
+# Rows per call of a light task stage. Ray Data holds a stage's input blocks until it has this many rows, so at
+# 16 the first caption waited for 15 more segments to pass every branch (~10 s on the bench corpus); a task call
+# costs a few ms. A stage that gains from more rows per call says so (CaptionMerger.task_batch_rows).
+TASK_BATCH_ROWS = 1
 # CPUs kept out of the actors' reservations. Ray Data reserves each operator at least one task's (or its pool's
 # minimum) CPUs, upstream first, and a downstream operator that finds nothing left waits until the upstream
 # ones finish: with the actors holding 1.5 of 2 CPUs the caption and write tasks ran only at the very end of a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -67,16 +68,36 @@ class JobResult:
         return self.report["quarantined"]["count"]
 
 
+# A Ray started by the job keeps an idle task worker for 30 s instead of 1 s. Past num_cpus workers (the job's
+# actors alone are more) Ray kills a worker idle for 1 s, so every route, caption and write task after a pause
+# started a new process and imported Ray Data and the stages again (~2 s of CPU under load, 3-4 s of wall before
+# the first caption). A cluster sets its own (`ray start --system-config`).
+LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 30_000}
+
+
 def init_ray(address: str | None, s3: S3Settings | None = None) -> None:
     """Start or join Ray. S3 settings from the config reach the workers through a setup hook (pickled into
-    Ray's function table), not through environment variables, which Ray shows in its dashboard."""
+    Ray's function table), not through environment variables, which Ray shows in its dashboard.
+
+    The workers' malloc settings (pipeline/resources.worker_env) reach a Ray the job starts through the
+    environment it inherits, not a runtime_env: Ray starts num_cpus workers with the node, and a worker for a
+    job with a runtime_env of its own cannot be one of those, so both sat idle (~140 MiB) while the job's first
+    task waited behind ten process starts, two at a time, for a worker of its own (the first segment ~4 s
+    later on the bench corpus). A cluster's workers get them through the runtime_env."""
     if ray.is_initialized():
         return
-    env: dict = {"env_vars": worker_env()}
+    local = address == "local" or (address is None and not os.environ.get("RAY_ADDRESS"))
+    env: dict = {}
+    if local:
+        for k, v in worker_env().items():  # a value the user exported wins (worker_env reads it back)
+            os.environ[k] = v
+    else:
+        env["env_vars"] = worker_env()
     if s3 and not s3.empty:
         env["worker_process_setup_hook"] = functools.partial(configure_s3, s3)
-    ray.init(address=address, log_to_driver=False, include_dashboard=False if address in (None, "local") else None,
-             logging_level=logging.WARNING, runtime_env=env)
+    ray.init(address=address, log_to_driver=False, include_dashboard=False if local else None,
+             logging_level=logging.WARNING, runtime_env=env or None,
+             _system_config=LOCAL_RAY_SYSTEM_CONFIG if local else None)
 
 
 def run_annotate(inputs: list[str], output: str, cfg: JobConfig, progress: bool = False,

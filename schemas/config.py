@@ -134,11 +134,12 @@ class RayDataConfig(_Section):
         "once: each holds a Ray worker process (~140 MiB before its blocks). None = one per two CPUs of the cluster "
         "when the job starts (pipeline/resources.task_pool_size); raise it on a cluster that grows after the start")
     target_block_mb: float = Field(
-        2.0, gt=0, description="largest block a stage's outputs are gathered into before they go downstream (Ray "
-        "Data's target_max_block_size, 128 MB by default), about one 30 s segment of float32 audio. Ray Data "
-        "merges a task's outputs up to this size before any leaves it, so at 32 MB the bench corpus (650 s, 41 MB "
-        "of audio) left the segmenter in 2 blocks and each stage ran only after the one before had finished: "
-        "the first caption 65 s after Ray was up, against 40 s at 2 MB (same wall time, paired)")
+        0.1, gt=0, description="largest block a stage's outputs are gathered into before they go downstream (Ray "
+        "Data's target_max_block_size, 128 MB by default): 0.1 MB is 1.6 s of float32 audio at 16 kHz, so nearly "
+        "every segment leaves a stage as soon as it is yielded. Ray Data merges a task's outputs up to this size "
+        "before any leaves it: at 32 MB the bench corpus (650 s, 41 MB of audio) left the segmenter in 2 blocks "
+        "and each stage ran only after the one before had finished (the first caption 65 s after Ray was up, "
+        "against 40 s at 2 MB); at 2 MB a branch actor's first segment waited for the rest of its batch")
 
 
 class S3Config(_Section):

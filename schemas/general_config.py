@@ -11,7 +11,10 @@ class GeneralConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    resources: ActorResources = Field(default_factory=ActorResources)
+    # one segment per call: the annotator takes segments one at a time (no batched model call to fill), and Ray
+    # Data holds a stage's rows until it has a whole batch, so a batch of 8 held the first segment until 7
+    # more had passed the stage before (issue 20: time to first segment)
+    resources: ActorResources = Field(default_factory=lambda: ActorResources(batch_size=1))
 
     # frame posteriors -> events (YAMNet: 0.96 s windows every 0.48 s)
     smooth_frames: int = Field(3, ge=1, description="width of the triangular smoothing of each class's posteriors")

@@ -13,7 +13,10 @@ class MusicConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    resources: ActorResources = Field(default_factory=ActorResources)
+    # one segment per call: the annotator takes segments one at a time (no batched model call to fill), and Ray
+    # Data holds a stage's rows until it has a whole batch, so a batch of 8 held the first segment until 7
+    # more had passed the stage before (issue 20: time to first segment)
+    resources: ActorResources = Field(default_factory=lambda: ActorResources(batch_size=1))
 
     # tempo and beats
     tempo_prior_bpm: float = Field(120.0, gt=0, description="centre of the tempogram's log-normal tempo prior")

@@ -9,7 +9,8 @@ every other row on untouched and unparsed. Around the stage's code the base clas
       lineage (source URI, sha256, segment key), so one bad row never sinks its batch;
     - for batch stages, retries a failed batch one row at a time, so only the row that fails is quarantined;
     - yields output every `flush_every` rows (a long source streams through the segmenter), and its very
-      first output row alone, so the first segment reaches the next stages at once.
+      first output row alone, so the first segment reaches the next stages at once; a batch actor stage
+      likewise runs its very first row as a batch of one and hands it on before the rest of that batch.
 
 A concrete stage declares `name`, `handles`, `after` (the stages whose output it reads: `build_plan` refuses
 an order that breaks this) and implements `process(row)` (one row in, one row or an iterable of rows out) or
@@ -24,7 +25,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from pipeline.resources import release_free_heap
+from pipeline.resources import TASK_BATCH_ROWS, release_free_heap
 from schemas.config import JobConfig
 from schemas.errors import OutputFailed, classify
 from stages.rows import Row, RowKind, batch_len, quarantine_row, to_batch
@@ -53,6 +54,11 @@ class RowStage:
         """Whether the job runs this stage at all; one the config turns off leaves the plan (no actor, no copy
         of every block passing through it)."""
         return True
+
+    @classmethod
+    def task_batch_rows(cls, cfg: JobConfig) -> int:
+        """Rows per call when the stage runs as a task (an actor stage's come from its `resources.batch_size`)."""
+        return TASK_BATCH_ROWS
 
     # ---------------------------------------------------------------- what a stage implements
     def wants(self, row: Row) -> bool:
@@ -98,10 +104,19 @@ class RowStage:
                     pending = []
                     self._release()
         step = self.batch_size or len(todo) or 1
-        for lo in range(0, len(todo), step):
-            chunk = todo[lo:lo + step]
+        done = 0  # rows of `pending` already yielded
+        chunks = [todo[lo:lo + step] for lo in range(0, len(todo), step)]
+        first = self.runs_as == "actor" and not self._flushed  # (a task stage's object is new in every task)
+        if first and chunks and len(chunks[0]) > 1:  # the actor's first row goes on alone, before its batch's rest
+            chunks[:1] = [chunks[0][:1], chunks[0][1:]]
+        for chunk in chunks:
             for (slot, _), out in zip(chunk, self._batch([r for _, r in chunk]), strict=True):
-                pending[slot] = out.to_dict()
+                pending[slot - done] = out.to_dict()
+            if first:
+                first, self._flushed = False, True
+                last = chunk[-1][0] + 1 - done
+                yield to_batch(pending[:last])
+                pending, done = pending[last:], done + last
         if pending:
             yield to_batch(pending)
             self._release()

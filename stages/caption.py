@@ -25,6 +25,12 @@ class CaptionMerger(RowStage):
         self.output = output
         self._merger = None
 
+    @classmethod
+    def task_batch_rows(cls, cfg: JobConfig) -> int:
+        """An LLM merger sends a call's rows `max_in_flight` at a time: a call of fewer rows leaves the endpoint
+        idle. The template needs one row per call (the first caption leaves as soon as its segment arrives)."""
+        return cfg.caption.max_in_flight if cfg.caption.merger == "llm" else super().task_batch_rows(cfg)
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_merger": None}  # a client and a thread pool do not travel
 

@@ -6,6 +6,12 @@ against what the process gives back to the system.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -147,3 +153,42 @@ def test_heavy_actors_release_their_heap_after_each_output(monkeypatch):
     out = list(Twice(JobConfig())(base.to_batch(rows)))
     assert [k for o in out for k in o["key"]] == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]
     assert len(calls) == len(out), "once after each output batch"
+
+
+LOCAL_RAY_PROBE = r"""
+import glob, json, os, sys, time
+import ray
+from pipeline.run import init_ray
+
+os.environ.pop("MALLOC_ARENA_MAX", None); os.environ.pop("MIMALLOC_PURGE_DELAY", None)
+os.environ.pop("RAY_ADDRESS", None)
+init_ray("local")
+logs = ray._private.worker._global_node.get_logs_dir_path() + "/python-core-worker-*.log"
+deadline = time.time() + 60
+n_cpus = int(ray.cluster_resources().get("CPU", 1))
+while len(glob.glob(logs)) < n_cpus and time.time() < deadline:  # the workers Ray starts with the node (num_cpus)
+    time.sleep(0.2)
+before = len(glob.glob(logs))
+
+@ray.remote(num_cpus=0.1)
+def probe():
+    return {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MIMALLOC_PURGE_DELAY")}
+
+print(json.dumps({"env": ray.get(probe.remote()), "before": before, "after": len(glob.glob(logs)),
+                  "runtime_env": ray.get_runtime_context().runtime_env}))
+"""
+
+
+@pytest.mark.slow  # a local Ray: ~10 s
+def test_a_local_ray_gives_the_malloc_settings_to_the_workers_it_started_with():
+    """Through the environment, not a runtime_env: a job with a runtime_env of its own cannot use the workers
+    Ray starts with the node, so they sat idle (~140 MiB each) while the first task waited for a new process."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([sys.executable, "-c", LOCAL_RAY_PROBE], cwd=root, capture_output=True, text=True,
+                       timeout=180, env={**env, "RAY_AUTH_MODE": "disabled"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["env"] == WORKER_MALLOC_ENV, got
+    assert "env_vars" not in (got["runtime_env"] or {}), got
+    assert got["before"] >= 1 and got["after"] == got["before"], got  # the first task ran in one of those workers

@@ -54,9 +54,10 @@ class Loudest(RowStage):
 
 
 class BatchedLoudest(Loudest):
-    """The same as a batch stage: one failing row must not sink the others of its batch."""
+    """The same as a batch actor stage: one failing row must not sink the others of its batch."""
 
     name = "loudest_batched"
+    runs_as = "actor"
     calls: list[int]
 
     def __init__(self, cfg):
@@ -84,7 +85,31 @@ def test_a_stage_that_raises_on_one_segment_quarantines_it_with_its_class(stage_
         assert json.loads(out[i]["stats"])[stage_cls.name]["rows"] == 1
     assert out[4] == source  # not a kind the stage handles: the same row, untouched
     if stage_cls is BatchedLoudest:
-        assert stage.calls == [4, 1, 1, 1, 1]  # the whole batch, then one by one after it failed
+        # the stage's first row alone (time to first segment), the rest of the batch, then one by one after it failed
+        assert stage.calls == [1, 3, 1, 1, 1]
+
+
+def test_a_batch_stage_hands_on_its_first_row_before_it_runs_the_rest_of_that_batch():
+    """Issue 20, time to first segment: the speech actor's first batch of 8 took ~20 s, and its first segment
+    waited for all of it. Now the stage's first row runs alone and leaves at once; later batches stay whole."""
+    stage = BatchedLoudest(CFG)
+    source = Row(RowKind.SOURCE, json.dumps({"uri": "/c/x.wav", "sha256": "ab" * 32})).to_dict()
+    out = stage(to_batch([source, *seg_rows(2), *seg_rows(5)[3:]]))
+    first = to_rows(next(out))
+    assert [r["kind"] for r in first] == ["source", "segment"] and first[1]["key"] == "k0"
+    assert stage.calls == [1]  # the rest of the batch has not run yet
+    rest = [r for b in out for r in to_rows(b)]
+    assert [r["key"] for r in rest] == ["k1", "k3", "k4"] and stage.calls == [1, 3]
+    assert [r["key"] for r in run(stage, seg_rows(2))] == ["k0", "k1"] and stage.calls == [1, 3, 2]
+    task = type("BatchedTask", (BatchedLoudest,), {"runs_as": "task"})(CFG)  # a new object in every task
+    assert [r["key"] for r in run(task, seg_rows(2))] == ["k0", "k1"] and task.calls == [2]
+
+
+def test_a_task_stage_takes_one_row_per_call_and_an_llm_merger_fills_its_requests():
+    assert Router.task_batch_rows(CFG) == 1 and CaptionMerger.task_batch_rows(CFG) == 1
+    llm = JobConfig.model_validate({"caption": {"merger": "llm", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+                                                "max_in_flight": 6}})
+    assert CaptionMerger.task_batch_rows(llm) == 6
 
 
 def test_process_sees_only_the_kinds_it_declares_and_the_rows_it_wants():
