@@ -1,10 +1,11 @@
 """Reading a shard: webdataset vs a plain tarfile loop over the same bytes (target >= 0.8x).
 
-    python -m bench.shards [--samples 400] [--repeats 3]
+    python -m bench.shards [--samples 400] [--repeats 9]
 
 The shard has the annotate job's layout (`<key>.flac`, `<key>.json`, `<key>.txt` per segment; FLAC cut from
 the bench corpus). Both readers yield every sample's members as bytes (no decoding), grouped by key; the page
-cache is warm for both (one untimed read first); best of `--repeats`. Writes bench/results/shards.json.
+cache is warm for both (one untimed read first); best of `--repeats` rounds, the readers taking turns in each.
+Writes bench/results/shards.json.
 """
 
 from __future__ import annotations
@@ -62,28 +63,32 @@ def read_webdataset(path: Path) -> int:
     return sum(1 for _ in wds.WebDataset(str(path), shardshuffle=False, empty_check=False))
 
 
-def best(fn, path: Path, repeats: int) -> tuple[float, int]:
-    times, n = [], 0
+def best_interleaved(fns, path: Path, repeats: int) -> list[tuple[float, int]]:
+    """Best time of each reader over `repeats` rounds, the readers taking turns within a round: a machine whose
+    speed drifts (shared cores) then slows both alike, where timing one reader's rounds before the other's
+    gave ratios of 0.53-0.93 in three back-to-back runs (2026-12-01)."""
+    times: list[list[float]] = [[] for _ in fns]
+    counts = [0] * len(fns)
     for _ in range(repeats):
-        t = time.perf_counter()
-        n = fn(path)
-        times.append(time.perf_counter() - t)
-    return min(times), n
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            counts[i] = fn(path)
+            times[i].append(time.perf_counter() - t)
+    return [(min(ts), n) for ts, n in zip(times, counts, strict=True)]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=400)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "shards.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="eventcap-shards-") as d:
         path = Path(d) / "shard-000000.tar"
         size = make_shard(path, args.samples)
-        read_tarfile(path)  # warm the page cache
+        read_tarfile(path), read_webdataset(path)  # warm the page cache and the imports
         load = loadavg()
-        t_tar, n_tar = best(read_tarfile, path, args.repeats)
-        t_wds, n_wds = best(read_webdataset, path, args.repeats)
+        (t_tar, n_tar), (t_wds, n_wds) = best_interleaved([read_tarfile, read_webdataset], path, args.repeats)
     assert n_tar == n_wds == args.samples, (n_tar, n_wds)
     mb = size / 2**20
     res = {"samples": args.samples, "shard_mib": round(mb, 1), "tarfile_s": round(t_tar, 3),
