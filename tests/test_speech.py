@@ -182,6 +182,26 @@ def test_hallucination_guard_drops_text_over_non_speech(annotator):
     assert annotator._guard(silent, vad, hop) == ([], [" you"])
 
 
+
+def test_hallucination_guard_drops_a_sentence_looping_where_whisper_doubts_speech(annotator):
+    """Real crowd babble (bench/realset.py) on one CPU: "You have to be happy." three times, no_speech_prob 0.63,
+    avg_logprob -0.89, compression ratio 2.03: inside whisper's own silence and looping rules."""
+    from annotators.speech.vadtools import is_repetition_loop
+
+    hop, vad = 0.032, np.full(320, 0.9, np.float32)  # babble is voices: the VAD hears speech throughout
+    text = " You have to be happy. You have to be happy. You have to be happy."
+    words = [AsrWord(f" {w}", 0.3 * i, 0.3 * i + 0.25, 0.6) for i, w in enumerate(text.split())]
+    babble = AsrResult(text, words, "en", 0.9, "detected", 0.63, -0.89, 2.03)
+    assert annotator._guard(babble, vad, hop) == ([], [text])
+    sure = AsrResult(text, words, "en", 0.9, "detected", 0.2, -0.89, 2.03)  # whisper sure of speech: kept
+    assert len(annotator._guard(sure, vad, hop)[0]) == len(words)
+    said = " You have to be happy. I am happy."  # not a loop: kept even where whisper doubts
+    assert not is_repetition_loop(said) and is_repetition_loop("Thank you. Thank you!")
+    doubtful = AsrResult(said, words[:8], "en", 0.9, "detected", 0.63, -0.89, 1.1)
+    assert len(annotator._guard(doubtful, vad, hop)[0]) == 8
+    assert not is_repetition_loop("Thank you.") and not is_repetition_loop("")
+
+
 def test_vad_evidence_is_reused(annotator, english):
     """With the segmenter's VAD in the evidence, the annotator does not run its own."""
     s = english[0]

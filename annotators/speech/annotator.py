@@ -18,7 +18,7 @@ from annotators.speech.asr import AsrResult, AsrWord, WhisperAsr
 from annotators.speech.caption import speech_caption
 from annotators.speech.diarize import build_diarizer
 from annotators.speech.paraling import Paralinguistics
-from annotators.speech.vadtools import has_speech_near, refine_word_times, speech_seconds
+from annotators.speech.vadtools import has_speech_near, is_repetition_loop, refine_word_times, speech_seconds
 from schemas.annotation import ModelInfo, SpeakerTurn, SpeechAnnotation, Word
 from schemas.speech_config import SpeechConfig
 
@@ -97,6 +97,10 @@ class SpeechAnnotator:
                 and r.avg_logprob < cfg.log_prob_threshold):
             return [], [r.text] if r.text else []
         if r.compression_ratio is not None and r.compression_ratio > cfg.compression_ratio_threshold:
+            return [], [r.text]
+        # whisper itself doubts there is speech and its text is one sentence looping: crowd babble gave
+        # "You have to be happy." three times (no_speech_prob 0.63, avg_logprob -0.89: just inside the rule above)
+        if r.no_speech_prob is not None and r.no_speech_prob > cfg.no_speech_threshold and is_repetition_loop(r.text):
             return [], [r.text]
         kept, dropped, run = [], [], []
         for w in r.words:

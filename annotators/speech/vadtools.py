@@ -81,3 +81,15 @@ def refine_word_times(words: list, prob: np.ndarray, hop_s: float, threshold: fl
             b.start_s = a.end_s if a.end_s <= b.end_s else b.start_s
             if b.start_s < a.end_s:
                 a.end_s = b.start_s
+
+
+def is_repetition_loop(text: str, min_repeats: int = 2) -> bool:
+    """Whether `text` is one sentence said over and over and nothing else ("You have to be happy. You have to be
+    happy. You have to be happy."): whisper's decoding loop. Its compression ratio stays under the usual 2.4
+    while the loop is short (2.03 for three repeats), so it is judged from the sentences themselves."""
+    import re
+
+    sentences = [re.sub(r"[^\w\s']", "", t).lower().split() for t in re.split(r"(?<=[.!?])\s+", text.strip())]
+    sentences = [t for t in sentences if t]
+    return len(sentences) >= min_repeats and all(t == sentences[0] for t in sentences)
+
