@@ -89,8 +89,7 @@ def init_ray(address: str | None, s3: S3Settings | None = None) -> None:
     local = address == "local" or (address is None and not os.environ.get("RAY_ADDRESS"))
     env: dict = {}
     if local:
-        for k, v in worker_env().items():  # a value the user exported wins (worker_env reads it back)
-            os.environ[k] = v
+        os.environ.update(worker_env())  # a value the user exported wins (worker_env reads it back)
     else:
         env["env_vars"] = worker_env()
     if s3 and not s3.empty:

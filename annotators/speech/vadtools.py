@@ -6,6 +6,8 @@ seconds relative to the segment start.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -87,9 +89,6 @@ def is_repetition_loop(text: str, min_repeats: int = 2) -> bool:
     """Whether `text` is one sentence said over and over and nothing else ("You have to be happy. You have to be
     happy. You have to be happy."): whisper's decoding loop. Its compression ratio stays under the usual 2.4
     while the loop is short (2.03 for three repeats), so it is judged from the sentences themselves."""
-    import re
-
     sentences = [re.sub(r"[^\w\s']", "", t).lower().split() for t in re.split(r"(?<=[.!?])\s+", text.strip())]
     sentences = [t for t in sentences if t]
     return len(sentences) >= min_repeats and all(t == sentences[0] for t in sentences)
-
